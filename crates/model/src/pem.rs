@@ -1,0 +1,80 @@
+//! PEM certificates and private keys of SSL objects: parsing, and checking that a key belongs to
+//! its certificate.
+
+use std::sync::Arc;
+
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+const CERT_ERROR: &str = "failed to parse cert: PEM_read_bio_X509_AUX() failed";
+const KEY_ERROR: &str = "failed to parse key: PEM_read_bio_PrivateKey() failed";
+
+/// Parses a PEM chain; every certificate must be a well-formed X.509 certificate.
+pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| CERT_ERROR.to_owned())?;
+    if certs.is_empty() {
+        return Err(CERT_ERROR.to_owned());
+    }
+    for cert in &certs {
+        webpki::anchor_from_trusted_cert(cert).map_err(|_| CERT_ERROR.to_owned())?;
+    }
+    Ok(certs)
+}
+
+/// Parses a PEM private key (PKCS#8, PKCS#1 or SEC1).
+pub fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| KEY_ERROR.to_owned())
+}
+
+/// Parses a certificate chain and its key and checks that the key signs for the leaf
+/// certificate (APISIX does not check this; a mismatched pair fails every handshake later).
+pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, String> {
+    let certs = parse_certs(cert_pem)?;
+    let key = parse_key(key_pem)?;
+    let signing_key = any_supported_type(&key)
+        .map_err(|e| format!("failed to parse key: unsupported private key: {e}"))?;
+    let certified = CertifiedKey::new(certs, signing_key);
+    certified
+        .keys_match()
+        .map_err(|_| "the private key does not match the certificate".to_owned())?;
+    Ok(Arc::new(certified))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(name: &str) -> (String, String) {
+        let cert = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        (cert.cert.pem(), cert.key_pair.serialize_pem())
+    }
+
+    #[test]
+    fn matching_pair_is_accepted() {
+        let (cert, key) = pair("test.com");
+        assert!(certified_key(&cert, &key).is_ok());
+    }
+
+    #[test]
+    fn mismatched_pair_is_rejected() {
+        let (cert, _) = pair("a.com");
+        let (_, other_key) = pair("b.com");
+        assert_eq!(
+            certified_key(&cert, &other_key).unwrap_err(),
+            "the private key does not match the certificate"
+        );
+    }
+
+    #[test]
+    fn garbage_is_rejected_with_apisix_messages() {
+        let (cert, key) = pair("a.com");
+        assert_eq!(parse_certs(&"x".repeat(200)).unwrap_err(), CERT_ERROR);
+        assert_eq!(parse_key(&"x".repeat(200)).unwrap_err(), KEY_ERROR);
+        let broken = cert.replace("MII", "MIX");
+        assert_eq!(certified_key(&broken, &key).unwrap_err(), CERT_ERROR);
+    }
+}

@@ -1,0 +1,103 @@
+use super::*;
+
+const SHIPPED: &str = include_str!("../../../../conf/config.yaml");
+
+#[test]
+fn shipped_config_loads() {
+    let s = Settings::parse(SHIPPED).unwrap();
+    assert_eq!(s.proxy_mode, ProxyMode::Stream);
+    assert_eq!(s.stream_listeners[0].addr, "0.0.0.0:9100".parse().unwrap());
+    assert_eq!(s.admin.listen, "127.0.0.1:9180".parse().unwrap());
+    assert_eq!(
+        s.admin.allow,
+        vec!["127.0.0.0/24".parse::<ipnet::IpNet>().unwrap()]
+    );
+    let keys = s.admin.keys;
+    assert_eq!(keys[0].key, WELL_KNOWN_ADMIN_KEY);
+    assert_eq!(keys[0].role, AdminRole::Admin);
+    assert_eq!(s.config_provider, ConfigProvider::Embedded);
+    assert_eq!(s.embedded_path, PathBuf::from("data/streamgate.db"));
+}
+
+#[test]
+fn every_tcp_form() {
+    let s = Settings::parse(
+        "apisix:\n  stream_proxy:\n    tcp:\n      - 9100\n      - \"127.0.0.1:9101\"\n      - \"[::1]:9102\"\n      - addr: 9103\n        tls: true\n      - addr: \"127.0.0.2:9104-9105\"\n",
+    )
+    .unwrap();
+    let addrs: Vec<String> = s
+        .stream_listeners
+        .iter()
+        .map(|l| l.addr.to_string())
+        .collect();
+    assert_eq!(
+        addrs,
+        [
+            "0.0.0.0:9100",
+            "127.0.0.1:9101",
+            "[::1]:9102",
+            "0.0.0.0:9103",
+            "127.0.0.2:9104",
+            "127.0.0.2:9105"
+        ]
+    );
+    assert!(s.stream_listeners[3].tls);
+    assert!(!s.stream_listeners[0].tls);
+}
+
+#[test]
+fn invalid_values_name_their_key() {
+    let err = |text: &str| Settings::parse(text).unwrap_err();
+    assert_eq!(
+        err("apisix:\n  stream_proxy:\n    tcp: [70000]\n").key,
+        "apisix.stream_proxy.tcp[0]"
+    );
+    assert_eq!(err("apisix:\n  proxy_mode: udp\n").key, "apisix.proxy_mode");
+    assert_eq!(
+        err("apisix:\n  data_encryption:\n    keyring: [abc]\n").key,
+        "apisix.data_encryption.keyring"
+    );
+    assert_eq!(
+        err("deployment:\n  admin:\n    admin_listen: {ip: 10.0.0.1, port: x}\n").key,
+        "deployment.admin.admin_listen.port"
+    );
+    assert_eq!(
+        err("deployment:\n  role_traditional:\n    config_provider: zk\n").key,
+        "deployment.role_traditional.config_provider"
+    );
+}
+
+#[test]
+fn well_known_key_refused_off_loopback() {
+    let text = format!(
+        "deployment:\n  admin:\n    allow_admin: [0.0.0.0/0]\n    admin_listen: {{ip: 0.0.0.0, port: 9180}}\n    admin_key:\n      - {{name: admin, key: {WELL_KNOWN_ADMIN_KEY}, role: admin}}\n"
+    );
+    let err = Settings::parse(&text).unwrap_err();
+    assert_eq!(err.key, "deployment.admin.admin_key");
+    let on_loopback = text.replace("ip: 0.0.0.0", "ip: 127.0.0.1");
+    assert!(Settings::parse(&on_loopback).is_ok());
+}
+
+#[test]
+fn empty_admin_key_is_generated() {
+    let s = Settings::parse(
+        "deployment:\n  admin:\n    allow_admin: [127.0.0.0/24]\n    admin_key:\n      - {name: admin, key: '', role: admin}\n",
+    )
+    .unwrap();
+    let key = &s.admin.keys[0].key;
+    assert_eq!(key.len(), 32);
+    assert!(key.chars().all(|c| c.is_ascii_alphabetic()));
+    assert_eq!(s.admin.generated[0].1, *key);
+}
+
+#[test]
+fn http_side_keys_warn_once_each() {
+    let s =
+        Settings::parse("apisix:\n  node_listen: 9080\n  enable_ipv6: false\nnginx_config: {}\n")
+            .unwrap();
+    assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
+    assert!(s
+        .warnings
+        .iter()
+        .any(|w| w.contains("`apisix.node_listen`")));
+}

@@ -1,0 +1,140 @@
+//! Follows the store's watch and republishes a freshly compiled `Snapshot` after every change.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use sg_model::Kind;
+use sg_store::{ConfigStore, Event, StoreError};
+use tokio::sync::{broadcast, watch};
+
+use crate::snapshot::{ObjectSet, Snapshot};
+
+/// Where the current snapshot is published, and a signal of each publication.
+#[derive(Clone)]
+pub struct SnapshotHandle {
+    current: Arc<ArcSwap<Snapshot>>,
+    published: watch::Receiver<u64>,
+}
+
+impl SnapshotHandle {
+    /// The snapshot a new connection should use.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Waits until a snapshot at `revision` or later is published.
+    pub async fn wait_for(&self, revision: u64) {
+        let mut published = self.published.clone();
+        // The sender lives as long as the compiler; if it is gone nothing newer will come.
+        let _ = published.wait_for(|r| *r >= revision).await;
+    }
+}
+
+async fn load_all(store: &dyn ConfigStore) -> Result<(u64, ObjectSet), StoreError> {
+    let revision = store.revision();
+    let mut objects = ObjectSet::default();
+    for kind in Kind::ALL {
+        for entry in store.list(kind.dir()).await? {
+            objects.insert(kind, entry.id, entry.value);
+        }
+    }
+    Ok((revision, objects))
+}
+
+/// Loads the store, publishes the first snapshot, and spawns the task that keeps it current.
+pub async fn run_compiler(store: Arc<dyn ConfigStore>) -> Result<SnapshotHandle, StoreError> {
+    let mut events = store.watch();
+    let (revision, mut objects) = load_all(store.as_ref()).await?;
+    let current = Arc::new(ArcSwap::from_pointee(Snapshot::compile(
+        revision,
+        objects.clone(),
+    )));
+    let (publish, published) = watch::channel(revision);
+    let handle = SnapshotHandle {
+        current: current.clone(),
+        published,
+    };
+    tokio::spawn(async move {
+        loop {
+            let revision = match events.recv().await {
+                Ok(event) => {
+                    apply(&mut objects, &event);
+                    event.revision()
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "config watch lagged, reloading the whole store");
+                    match load_all(store.as_ref()).await {
+                        Ok((revision, all)) => {
+                            objects = all;
+                            revision
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot reload the store; keeping the current snapshot");
+                            continue;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            current.store(Arc::new(Snapshot::compile(revision, objects.clone())));
+            publish.send_replace(revision);
+            tracing::debug!(revision, "published a new snapshot");
+        }
+    });
+    Ok(handle)
+}
+
+fn apply(objects: &mut ObjectSet, event: &Event) {
+    match event {
+        Event::Put { dir, entry } => {
+            if let Some(kind) = Kind::from_dir(dir) {
+                objects.insert(kind, entry.id.clone(), entry.value.clone());
+            }
+        }
+        Event::Delete { dir, id, .. } => {
+            if let Some(kind) = Kind::from_dir(dir) {
+                objects.remove(kind, id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use sg_store::EmbeddedStore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn snapshot_follows_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ConfigStore> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("db")).unwrap());
+        store
+            .put("upstreams", "1", json!({"nodes": {}}), None)
+            .await
+            .unwrap();
+        let handle = run_compiler(store.clone()).await.unwrap();
+        assert!(handle.load().objects.get(Kind::Upstream, "1").is_some());
+
+        let before = handle.load();
+        let put = store
+            .put("stream_routes", "r", json!({"upstream_id": "1"}), None)
+            .await
+            .unwrap();
+        handle.wait_for(put.entry.mod_revision).await;
+        let after = handle.load();
+        assert_eq!(
+            after.objects.get(Kind::StreamRoute, "r"),
+            Some(&json!({"upstream_id": "1"}))
+        );
+        // The old snapshot is immutable: a connection holding it is not disturbed.
+        assert!(before.objects.get(Kind::StreamRoute, "r").is_none());
+
+        let revision = store.delete("upstreams", "1").await.unwrap().unwrap();
+        handle.wait_for(revision).await;
+        assert!(handle.load().objects.get(Kind::Upstream, "1").is_none());
+        assert_eq!(handle.load().revision, revision);
+    }
+}

@@ -1,0 +1,99 @@
+//! The `ConfigStore` trait: the single source of truth for stream routes, upstreams and SSL
+//! objects, with etcd-like revisions and a watch, and its embedded (redb) provider.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod embedded;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+pub use embedded::EmbeddedStore;
+
+/// A stored object with its etcd-style revisions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The object's id inside its directory.
+    pub id: String,
+    pub value: Value,
+    /// The store revision that created the object (`createdIndex`).
+    pub create_revision: u64,
+    /// The store revision of its last change (`modifiedIndex`).
+    pub mod_revision: u64,
+}
+
+/// A change, as seen by watchers, in revision order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Put {
+        dir: String,
+        entry: Entry,
+    },
+    Delete {
+        dir: String,
+        id: String,
+        revision: u64,
+    },
+}
+
+impl Event {
+    /// The store revision this change produced.
+    pub fn revision(&self) -> u64 {
+        match self {
+            Event::Put { entry, .. } => entry.mod_revision,
+            Event::Delete { revision, .. } => *revision,
+        }
+    }
+}
+
+/// The result of a successful put.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Put {
+    /// True when the object did not exist before.
+    pub created: bool,
+    pub entry: Entry,
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("stored value of {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// A compare-and-swap saw another revision.
+    #[error("value changed before overwritten")]
+    Conflict,
+}
+
+/// Where configuration objects live. Every write is durable before it returns.
+#[async_trait::async_trait]
+pub trait ConfigStore: Send + Sync + 'static {
+    /// One object, or `None`.
+    async fn get(&self, dir: &str, id: &str) -> Result<Option<Entry>, StoreError>;
+
+    /// Every object of a directory, ordered by id (etcd's key order).
+    async fn list(&self, dir: &str) -> Result<Vec<Entry>, StoreError>;
+
+    /// Creates or replaces an object. With `expect_mod_revision`, fails with `Conflict` unless
+    /// the stored object still has that revision.
+    async fn put(
+        &self,
+        dir: &str,
+        id: &str,
+        value: Value,
+        expect_mod_revision: Option<u64>,
+    ) -> Result<Put, StoreError>;
+
+    /// Deletes an object; `None` when it did not exist.
+    async fn delete(&self, dir: &str, id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// A fresh, strictly increasing number for POST ids.
+    async fn next_id(&self) -> Result<u64, StoreError>;
+
+    /// The current store revision.
+    fn revision(&self) -> u64;
+
+    /// Changes made after this call.
+    fn watch(&self) -> broadcast::Receiver<Event>;
+}

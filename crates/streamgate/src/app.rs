@@ -1,0 +1,106 @@
+//! Wiring: store, snapshot compiler, Admin API, and shutdown on SIGTERM/SIGINT.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use sg_admin::{AdminConfig, AdminState};
+use sg_model::settings::{ConfigProvider, WELL_KNOWN_ADMIN_KEY};
+use sg_model::Settings;
+use sg_store::{ConfigStore, EmbeddedStore};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+/// Why start-up failed: a configuration the user must fix (exit 64), or anything else.
+pub enum StartError {
+    Usage(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+fn report(settings: &Settings) {
+    for warning in &settings.warnings {
+        warn!("{warning}");
+    }
+    for (name, key) in &settings.admin.generated {
+        warn!(name, key, "generated an admin key for an empty `admin_key` entry (set one in config.yaml to keep it across restarts)");
+    }
+    if settings
+        .admin
+        .keys
+        .iter()
+        .any(|k| k.key == WELL_KNOWN_ADMIN_KEY)
+    {
+        warn!("the admin key {WELL_KNOWN_ADMIN_KEY} is published in APISIX's docs: change it before exposing the Admin API");
+    }
+    if !settings.proxy_mode.stream_enabled() {
+        warn!("apisix.proxy_mode is http: stream routes are disabled");
+    }
+}
+
+fn open_store(settings: &Settings) -> Result<Arc<dyn ConfigStore>, StartError> {
+    match settings.config_provider {
+        ConfigProvider::Embedded => {
+            let store = EmbeddedStore::open(&settings.embedded_path)
+                .with_context(|| format!("opening the embedded store {}", settings.embedded_path.display()))
+                .map_err(StartError::Fatal)?;
+            info!(path = %settings.embedded_path.display(), "embedded config store open");
+            Ok(Arc::new(store))
+        }
+        other => Err(StartError::Usage(anyhow::anyhow!(
+            "invalid configuration `deployment.role_traditional.config_provider`: {other:?} is not available in this build yet; use embedded"
+        ))),
+    }
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub async fn run(settings: Settings) -> Result<(), StartError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    report(&settings);
+    let store = open_store(&settings)?;
+    sg_model::schema::schemas();
+    let snapshot = sg_proxy::run_compiler(store.clone())
+        .await
+        .context("loading the configuration from the store")
+        .map_err(StartError::Fatal)?;
+    info!(revision = snapshot.load().revision, "configuration loaded");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut admin_task = None;
+    if settings.admin_enabled() {
+        let listener = TcpListener::bind(settings.admin.listen)
+            .await
+            .with_context(|| format!("binding the Admin API on {}", settings.admin.listen))
+            .map_err(StartError::Fatal)?;
+        info!(addr = %settings.admin.listen, "Admin API listening");
+        let state = AdminState {
+            config: Arc::new(AdminConfig::from_settings(&settings)),
+            store,
+        };
+        let mut stop = stop_rx.clone();
+        admin_task = Some(tokio::spawn(sg_admin::serve(listener, state, async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })));
+    }
+
+    wait_for_signal().await.map_err(StartError::Fatal)?;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Some(task) = admin_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "Admin API stopped with an error"),
+            Err(e) => warn!(error = %e, "Admin API task failed"),
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! streamgate: an APISIX-compatible stream (L4) gateway. `main` reads the configuration, wires
+//! the store, the snapshot compiler and the Admin API, then waits for a signal.
+#![forbid(unsafe_code)]
+
+mod app;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sg_model::Settings;
+
+/// Exit code for an unusable configuration (sysexits' EX_USAGE, as linkerd uses).
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "APISIX-compatible stream gateway with MQTT-aware balancing"
+)]
+struct Cli {
+    /// APISIX-style configuration file.
+    #[arg(short = 'c', long = "config", default_value = "conf/config.yaml")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let settings = match Settings::load(&cli.config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("streamgate: {}: {e}", cli.config.display());
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("streamgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(app::StartError::Usage(e)) => {
+            eprintln!("streamgate: {e:#}");
+            ExitCode::from(EX_USAGE)
+        }
+        Err(app::StartError::Fatal(e)) => {
+            eprintln!("streamgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Test support for the black-box tests: start the built `streamgate` binary on free loopback
+//! ports with a generated config.yaml, talk to its Admin API as curl does, stop it.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// The admin key of the shipped config (APISIX's documented key).
+pub const ADMIN_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
+pub const VIEWER_KEY: &str = "4054f7cf07e344346cd3f287985e76a2";
+
+/// The release binary built by `make test` (or `STREAMGATE_BIN`).
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("STREAMGATE_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("release/streamgate")
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// The shipped `conf/config.yaml` with its ports replaced by free ones.
+pub fn shipped_config(admin_port: u16, stream_port: u16) -> String {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/config.yaml"))
+            .expect("conf/config.yaml");
+    text.replace("port: 9180", &format!("port: {admin_port}"))
+        .replace("- 9100 ", &format!("- \"127.0.0.1:{stream_port}\" "))
+}
+
+/// A running gateway in its own working directory.
+pub struct Gateway {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub admin: SocketAddr,
+    pub config: String,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+impl Gateway {
+    /// Starts the shipped configuration on free ports.
+    pub fn start() -> Result<Gateway> {
+        let admin_port = free_port();
+        Gateway::start_with(&shipped_config(admin_port, free_port()), admin_port)
+    }
+
+    /// Starts with `config` (whose admin listener must be 127.0.0.1:`admin_port`) in a new
+    /// working directory, and waits until the Admin API answers.
+    pub fn start_with(config: &str, admin_port: u16) -> Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        let mut gateway = Gateway {
+            child: None,
+            dir,
+            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            config: config.to_owned(),
+            agent: agent(),
+        };
+        gateway.spawn()?;
+        Ok(gateway)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        std::fs::create_dir_all(self.dir.path().join("conf"))?;
+        std::fs::write(self.dir.path().join("conf/config.yaml"), &self.config)?;
+        let log = std::fs::File::create(self.dir.path().join("streamgate.log"))?;
+        let child = Command::new(binary())
+            .args(["-c", "conf/config.yaml"])
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary().display()))?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().expect("child").try_wait()? {
+                bail!("streamgate exited with {status}: {}", self.log());
+            }
+            let url = format!("http://{}/apisix/admin", self.admin);
+            if self.agent.head(&url).call().is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("streamgate did not become ready: {}", self.log())
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("streamgate.log")).unwrap_or_default()
+    }
+
+    /// Sends an admin request with the admin key.
+    pub fn admin(&self, method: &str, path: &str, body: &str) -> Reply {
+        self.request(method, path, &[("X-API-KEY", ADMIN_KEY)], body)
+    }
+
+    /// Sends an HTTP request to the Admin API with extra headers.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let url = format!("http://{}{path}", self.admin);
+        let mut builder = ureq::http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(body.to_owned()).expect("valid request");
+        let mut response = self.agent.run(request).expect("HTTP exchange");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let mut body = String::new();
+        response
+            .body_mut()
+            .as_reader()
+            .read_to_string(&mut body)
+            .expect("read body");
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the same configuration again in the same directory.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill_hard();
+        self.spawn()
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        Ok(child.wait()?)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+/// Runs the binary with `config` in a scratch directory and returns its exit status and stderr
+/// (for configurations that must be refused).
+pub fn run_to_exit(config: &str) -> Result<(ExitStatus, String)> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("config.yaml"), config)?;
+    let mut child = Command::new(binary())
+        .args(["-c", "config.yaml"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .expect("piped")
+                .read_to_string(&mut stderr)?;
+            return Ok((status, stderr));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("streamgate kept running with a configuration it should refuse");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A self-signed certificate and key for `name`.
+pub fn cert_pair(name: &str) -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("rcgen");
+    (c.cert.pem(), c.key_pair.serialize_pem())
+}
