@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+pub mod mqtt;
+pub mod tcp;
+
 /// The admin key of the shipped config (APISIX's documented key).
 pub const ADMIN_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
 pub const VIEWER_KEY: &str = "4054f7cf07e344346cd3f287985e76a2";
@@ -38,6 +41,14 @@ pub fn shipped_config(admin_port: u16, stream_port: u16) -> String {
             .expect("conf/config.yaml");
     text.replace("port: 9180", &format!("port: {admin_port}"))
         .replace("- 9100 ", &format!("- \"127.0.0.1:{stream_port}\" "))
+}
+
+/// The shipped config with the stream listeners replaced by `entries` (YAML list items such as
+/// `"127.0.0.1:9100"` or `"[::1]:9100"`).
+pub fn config_with_tcp(admin_port: u16, entries: &[String]) -> String {
+    let marker = "- \"127.0.0.1:0\"";
+    let items: Vec<String> = entries.iter().map(|e| format!("- {e}")).collect();
+    shipped_config(admin_port, 0).replace(marker, &items.join("\n      "))
 }
 
 /// A running gateway in its own working directory.
@@ -135,6 +146,18 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("streamgate.log")).unwrap_or_default()
     }
 
+    /// Waits (bounded) until the log contains `needle`; returns the whole log.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends an admin request with the admin key.
     pub fn admin(&self, method: &str, path: &str, body: &str) -> Reply {
         self.request(method, path, &[("X-API-KEY", ADMIN_KEY)], body)
@@ -184,10 +207,33 @@ impl Gateway {
 
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().context("not running")?;
-        let pid = child.id().to_string();
+        self.signal_term()?;
+        self.wait_exit(Duration::from_secs(60))
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) -> Result<()> {
+        let pid = self.child.as_ref().context("not running")?.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;
-        Ok(child.wait()?)
+        Ok(())
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn exited(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.as_mut().context("not running")?.try_wait()?)
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited()? {
+                self.child = None;
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("streamgate did not exit within {limit:?}: {}", self.log())
     }
 }
 

@@ -233,6 +233,7 @@ async fn create_or_replace(
     set_time(&mut conf, "update_time", time);
     match state.store.put(kind.dir(), &id, conf, None).await {
         Ok(put) => {
+            state.wait_applied(put.entry.mod_revision).await;
             let status = if put.created {
                 StatusCode::CREATED
             } else {
@@ -267,10 +268,13 @@ pub async fn delete(state: &AdminState, target: &Target) -> Response<Body> {
         return reply::bad_request(format!("missing {} id", target.kind.label()));
     };
     match state.store.delete(target.kind.dir(), id).await {
-        Ok(Some(_)) => reply::json(
-            StatusCode::OK,
-            &json!({"deleted": "1", "key": full_key(state, target.kind, id)}),
-        ),
+        Ok(Some(revision)) => {
+            state.wait_applied(revision).await;
+            reply::json(
+                StatusCode::OK,
+                &json!({"deleted": "1", "key": full_key(state, target.kind, id)}),
+            )
+        }
         Ok(None) => reply::key_not_found(),
         Err(e) => store_error(e),
     }

@@ -60,6 +60,22 @@ impl AdminConfig {
 pub struct AdminState {
     pub config: Arc<AdminConfig>,
     pub store: Arc<dyn ConfigStore>,
+    /// The store revision the local data plane has published; when set, a write is answered
+    /// only once it reaches new connections (bounded by [`APPLY_WAIT`]).
+    pub applied: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+/// The longest a write's answer waits for the local data plane to publish it.
+pub const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl AdminState {
+    /// Waits (bounded) until the data plane has published `revision`.
+    pub(crate) async fn wait_applied(&self, revision: u64) {
+        if let Some(applied) = &self.applied {
+            let mut applied = applied.clone();
+            let _ = tokio::time::timeout(APPLY_WAIT, applied.wait_for(|r| *r >= revision)).await;
+        }
+    }
 }
 
 /// The Admin API as an axum router. Requests need a `ConnectInfo<SocketAddr>` extension (added

@@ -61,10 +61,13 @@ pub async fn patch(state: &AdminState, target: &Target, conf: Option<Value>) -> 
         .put(kind.dir(), id, value, Some(stored.mod_revision))
         .await
     {
-        Ok(put) => reply::json(
-            StatusCode::OK,
-            &json!({"key": full_key(state, kind, id), "value": put.entry.value}),
-        ),
+        Ok(put) => {
+            state.wait_applied(put.entry.mod_revision).await;
+            reply::json(
+                StatusCode::OK,
+                &json!({"key": full_key(state, kind, id), "value": put.entry.value}),
+            )
+        }
         Err(StoreError::Conflict) => reply::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "value changed before overwritten",

@@ -22,6 +22,11 @@ impl SnapshotHandle {
         self.current.load_full()
     }
 
+    /// The revision of each publication, for whoever wants to wait on it.
+    pub fn published(&self) -> watch::Receiver<u64> {
+        self.published.clone()
+    }
+
     /// Waits until a snapshot at `revision` or later is published.
     pub async fn wait_for(&self, revision: u64) {
         let mut published = self.published.clone();
@@ -46,8 +51,7 @@ pub async fn run_compiler(store: Arc<dyn ConfigStore>) -> Result<SnapshotHandle,
     let mut events = store.watch();
     let (revision, mut objects) = load_all(store.as_ref()).await?;
     let current = Arc::new(ArcSwap::from_pointee(Snapshot::compile(
-        revision,
-        objects.clone(),
+        revision, &objects, None,
     )));
     let (publish, published) = watch::channel(revision);
     let handle = SnapshotHandle {
@@ -76,7 +80,9 @@ pub async fn run_compiler(store: Arc<dyn ConfigStore>) -> Result<SnapshotHandle,
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
-            current.store(Arc::new(Snapshot::compile(revision, objects.clone())));
+            let previous = current.load();
+            let next = Snapshot::compile(revision, &objects, Some(&previous));
+            current.store(Arc::new(next));
             publish.send_replace(revision);
             tracing::debug!(revision, "published a new snapshot");
         }
@@ -101,10 +107,22 @@ fn apply(objects: &mut ObjectSet, event: &Event) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use serde_json::json;
     use sg_store::EmbeddedStore;
 
     use super::*;
+
+    fn route_for(handle: &SnapshotHandle, remote: &str) -> Option<String> {
+        let remote: SocketAddr = remote.parse().unwrap();
+        let server: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        handle
+            .load()
+            .routes
+            .find(None, remote, server)
+            .map(|r| r.id.clone())
+    }
 
     #[tokio::test]
     async fn snapshot_follows_the_store() {
@@ -112,29 +130,59 @@ mod tests {
         let store: Arc<dyn ConfigStore> =
             Arc::new(EmbeddedStore::open(&dir.path().join("db")).unwrap());
         store
-            .put("upstreams", "1", json!({"nodes": {}}), None)
+            .put(
+                "upstreams",
+                "1",
+                json!({"nodes": {"127.0.0.1:1883": 1}}),
+                None,
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                "stream_routes",
+                "a",
+                json!({"remote_addr": "127.0.0.2", "upstream_id": "1"}),
+                None,
+            )
             .await
             .unwrap();
         let handle = run_compiler(store.clone()).await.unwrap();
-        assert!(handle.load().objects.get(Kind::Upstream, "1").is_some());
+        assert_eq!(route_for(&handle, "127.0.0.2:1").as_deref(), Some("a"));
+        assert!(handle
+            .load()
+            .routes
+            .find(
+                None,
+                "127.0.0.2:1".parse().unwrap(),
+                "127.0.0.1:9100".parse().unwrap()
+            )
+            .unwrap()
+            .upstream
+            .is_some());
 
         let before = handle.load();
         let put = store
-            .put("stream_routes", "r", json!({"upstream_id": "1"}), None)
+            .put("stream_routes", "b", json!({"upstream_id": "1"}), None)
             .await
             .unwrap();
         handle.wait_for(put.entry.mod_revision).await;
-        let after = handle.load();
-        assert_eq!(
-            after.objects.get(Kind::StreamRoute, "r"),
-            Some(&json!({"upstream_id": "1"}))
-        );
+        assert_eq!(route_for(&handle, "127.0.0.3:1").as_deref(), Some("b"));
         // The old snapshot is immutable: a connection holding it is not disturbed.
-        assert!(before.objects.get(Kind::StreamRoute, "r").is_none());
+        assert_eq!(before.routes.len(), 1);
 
         let revision = store.delete("upstreams", "1").await.unwrap().unwrap();
         handle.wait_for(revision).await;
-        assert!(handle.load().objects.get(Kind::Upstream, "1").is_none());
-        assert_eq!(handle.load().revision, revision);
+        let now = handle.load();
+        assert_eq!(now.revision, revision);
+        let dangling = now
+            .routes
+            .find(
+                None,
+                "127.0.0.3:1".parse().unwrap(),
+                "127.0.0.1:9100".parse().unwrap(),
+            )
+            .unwrap();
+        assert!(dangling.upstream.is_none());
     }
 }

@@ -1,10 +1,19 @@
 //! The data plane: the compiler that turns the stored object set into an immutable `Snapshot`
-//! published through `ArcSwap`, and (next) the listeners and the copy loop that read it.
+//! published through `ArcSwap`, and the listeners, sessions and copy loop that read it.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod compiler;
+pub mod copy;
+pub mod listener;
+pub mod resolve;
+pub mod route;
+pub mod session;
 pub mod snapshot;
+pub mod upstream;
+pub mod vars;
 
 pub use compiler::{run_compiler, SnapshotHandle};
+pub use listener::Dataplane;
+pub use session::Gateway;
 pub use snapshot::{ObjectSet, Snapshot};

@@ -1,9 +1,14 @@
-//! The immutable view of the configuration that connections read.
+//! The immutable, compiled view of the configuration that connections read, and the object set
+//! it is compiled from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value;
 use sg_model::Kind;
+
+use crate::route::{Route, RouteTable};
+use crate::upstream::Upstream;
 
 /// Every stored object by kind and id, in store (id) order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -30,10 +35,6 @@ impl ObjectSet {
             .flatten()
             .map(|(id, value)| (id.as_str(), value))
     }
-
-    pub fn get(&self, kind: Kind, id: &str) -> Option<&Value> {
-        self.objects.get(&kind)?.get(id)
-    }
 }
 
 /// One published configuration: what every new connection sees.
@@ -41,12 +42,61 @@ impl ObjectSet {
 pub struct Snapshot {
     /// The store revision this snapshot reflects.
     pub revision: u64,
-    pub objects: ObjectSet,
+    pub routes: RouteTable,
+    /// Compiled upstreams by key (`upstreams/<id>`, `stream_routes/<id>` for inline ones), kept
+    /// so the next compilation can carry balancer state over.
+    upstreams: HashMap<String, Arc<Upstream>>,
 }
 
 impl Snapshot {
-    /// Compiles a snapshot from the full object set.
-    pub fn compile(revision: u64, objects: ObjectSet) -> Snapshot {
-        Snapshot { revision, objects }
+    /// Compiles the full object set. Objects that cannot be compiled are logged and left out;
+    /// `previous` lends its balancer state (least_conn counts) to unchanged nodes.
+    pub fn compile(revision: u64, objects: &ObjectSet, previous: Option<&Snapshot>) -> Snapshot {
+        let mut upstreams = HashMap::new();
+        let mut compile_upstream = |key: String, conf: &Value| -> Option<Arc<Upstream>> {
+            let before = previous
+                .and_then(|p| p.upstreams.get(&key))
+                .map(Arc::as_ref);
+            match Upstream::compile(key.clone(), conf, before) {
+                Ok(upstream) => {
+                    let upstream = Arc::new(upstream);
+                    upstreams.insert(key, upstream.clone());
+                    Some(upstream)
+                }
+                Err(reason) => {
+                    tracing::warn!(upstream = %key, %reason, "upstream left out of the snapshot");
+                    None
+                }
+            }
+        };
+        let by_id: HashMap<&str, Option<Arc<Upstream>>> = objects
+            .of(Kind::Upstream)
+            .map(|(id, conf)| (id, compile_upstream(format!("upstreams/{id}"), conf)))
+            .collect();
+        let mut routes = Vec::new();
+        for (id, conf) in objects.of(Kind::StreamRoute) {
+            let upstream = match (conf.get("upstream_id"), conf.get("upstream")) {
+                (Some(up_id), _) => {
+                    let up_id = match up_id {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    by_id.get(up_id.as_str()).cloned().flatten()
+                }
+                (None, Some(inline)) => compile_upstream(format!("stream_routes/{id}"), inline),
+                (None, None) => None,
+            };
+            match Route::compile(id, conf, upstream) {
+                Ok(route) => routes.push(route),
+                Err(reason) => {
+                    tracing::warn!(route = %id, %reason, "stream route left out of the snapshot")
+                }
+            }
+        }
+        Snapshot {
+            revision,
+            routes: RouteTable::new(routes),
+            upstreams,
+        }
     }
 }

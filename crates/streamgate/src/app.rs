@@ -1,4 +1,5 @@
-//! Wiring: store, snapshot compiler, Admin API, and shutdown on SIGTERM/SIGINT.
+//! Wiring: store, snapshot compiler, stream listeners, Admin API, and the drain on
+//! SIGTERM/SIGINT.
 
 use std::sync::Arc;
 
@@ -6,6 +7,8 @@ use anyhow::Context;
 use sg_admin::{AdminConfig, AdminState};
 use sg_model::settings::{ConfigProvider, WELL_KNOWN_ADMIN_KEY};
 use sg_model::Settings;
+use sg_proxy::resolve::Resolver;
+use sg_proxy::{Dataplane, Gateway};
 use sg_store::{ConfigStore, EmbeddedStore};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -33,7 +36,7 @@ fn report(settings: &Settings) {
         warn!("the admin key {WELL_KNOWN_ADMIN_KEY} is published in APISIX's docs: change it before exposing the Admin API");
     }
     if !settings.proxy_mode.stream_enabled() {
-        warn!("apisix.proxy_mode is http: stream routes are disabled");
+        warn!("apisix.proxy_mode is http: stream routes are disabled and no stream port is opened");
     }
 }
 
@@ -52,17 +55,32 @@ fn open_store(settings: &Settings) -> Result<Arc<dyn ConfigStore>, StartError> {
     }
 }
 
-/// Runs the gateway until SIGTERM or SIGINT.
+/// Runs the gateway until SIGTERM or SIGINT, then drains.
 pub async fn run(settings: Settings) -> Result<(), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     report(&settings);
     let store = open_store(&settings)?;
     sg_model::schema::schemas();
-    let snapshot = sg_proxy::run_compiler(store.clone())
+    let snapshots = sg_proxy::run_compiler(store.clone())
         .await
         .context("loading the configuration from the store")
         .map_err(StartError::Fatal)?;
-    info!(revision = snapshot.load().revision, "configuration loaded");
+    info!(revision = snapshots.load().revision, "configuration loaded");
+
+    let listeners = if settings.proxy_mode.stream_enabled() {
+        sg_proxy::listener::bind(&settings.stream_listeners)
+            .await
+            .map_err(|e| StartError::Fatal(e.into()))?
+    } else {
+        Vec::new()
+    };
+    let resolver = Arc::new(Resolver::default());
+    let refresh = resolver.spawn_refresh();
+    let gateway = Arc::new(Gateway {
+        snapshots: snapshots.clone(),
+        resolver,
+    });
+    let dataplane = Dataplane::start(listeners, gateway);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut admin_task = None;
@@ -75,6 +93,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         let state = AdminState {
             config: Arc::new(AdminConfig::from_settings(&settings)),
             store,
+            applied: Some(snapshots.published()),
         };
         let mut stop = stop_rx.clone();
         admin_task = Some(tokio::spawn(sg_admin::serve(listener, state, async move {
@@ -83,8 +102,16 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     }
 
     wait_for_signal().await.map_err(StartError::Fatal)?;
-    info!("shutting down");
+    info!(drain_timeout = ?settings.drain_timeout, "shutting down: closing listeners");
     let _ = stop_tx.send(true);
+    let cut = dataplane.drain(settings.drain_timeout).await;
+    if cut > 0 {
+        warn!(
+            sessions = cut,
+            "drain timeout reached; closing the remaining sessions"
+        );
+    }
+    refresh.abort();
     if let Some(task) = admin_task {
         match task.await {
             Ok(Ok(())) => {}
@@ -92,6 +119,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
             Err(e) => warn!(error = %e, "Admin API task failed"),
         }
     }
+    info!("stopped");
     Ok(())
 }
 

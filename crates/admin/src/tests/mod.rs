@@ -75,6 +75,7 @@ impl Harness {
         let state = AdminState {
             config: Arc::new(config),
             store: store.clone(),
+            applied: None,
         };
         Harness {
             state,

@@ -77,6 +77,8 @@ pub struct EtcdSettings {
 pub struct Settings {
     pub proxy_mode: ProxyMode,
     pub stream_listeners: Vec<StreamListener>,
+    /// How long established connections may run after SIGTERM (`apisix.stream_proxy.drain_timeout`).
+    pub drain_timeout: Duration,
     pub fallback_sni: Option<String>,
     pub keyring: Keyring,
     pub role: Role,
@@ -139,7 +141,13 @@ impl Settings {
                 )))
             }
         };
-        let stream_listeners = listen::parse_tcp(&apisix.child("stream_proxy").child("tcp"))?;
+        let stream_proxy = apisix.child("stream_proxy");
+        let stream_listeners = listen::parse_tcp(&stream_proxy.child("tcp"))?;
+        let drain_timeout = Duration::from_secs_f64(
+            stream_proxy
+                .child("drain_timeout")
+                .positive_number_or(30.0)?,
+        );
         let fallback_sni = apisix
             .child("ssl")
             .child("fallback_sni")
@@ -182,6 +190,7 @@ impl Settings {
         Ok(Settings {
             proxy_mode,
             stream_listeners,
+            drain_timeout,
             fallback_sni,
             keyring,
             role,

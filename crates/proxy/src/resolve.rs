@@ -1,0 +1,106 @@
+//! Node hosts that are domain names: resolved off the hot path into a shared cache that a
+//! background task refreshes; a connection only reads the cache (or resolves a name it meets
+//! for the first time).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+/// How often cached names are looked up again.
+pub const REFRESH: Duration = Duration::from_secs(30);
+
+/// A cache of name → addresses.
+#[derive(Default)]
+pub struct Resolver {
+    cache: ArcSwap<HashMap<Box<str>, IpAddr>>,
+}
+
+async fn lookup(host: &str) -> io::Result<IpAddr> {
+    let mut addrs = tokio::net::lookup_host((host, 0)).await?;
+    addrs
+        .next()
+        .map(|a| a.ip())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+}
+
+impl Resolver {
+    /// The address of a node host: an IP literal (IPv6 bracketed or not) as is, a name from the
+    /// cache, or looked up now and cached.
+    pub async fn resolve(&self, host: &str) -> io::Result<IpAddr> {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse() {
+            return Ok(ip);
+        }
+        if let Some(ip) = self.cache.load().get(host) {
+            return Ok(*ip);
+        }
+        let ip = lookup(host).await?;
+        self.cache.rcu(|cache| {
+            let mut next = HashMap::clone(cache);
+            next.insert(host.into(), ip);
+            next
+        });
+        Ok(ip)
+    }
+
+    /// Looks every cached name up again; names that fail keep their last address.
+    pub async fn refresh(&self) {
+        let names: Vec<Box<str>> = self.cache.load().keys().cloned().collect();
+        let mut fresh = HashMap::new();
+        for name in names {
+            match lookup(&name).await {
+                Ok(ip) => {
+                    fresh.insert(name, ip);
+                }
+                Err(e) => {
+                    tracing::warn!(host = %name, error = %e, "failed to refresh domain, keeping its last address")
+                }
+            }
+        }
+        self.cache.rcu(|cache| {
+            let mut next = HashMap::clone(cache);
+            next.extend(fresh.iter().map(|(k, v)| (k.clone(), *v)));
+            next
+        });
+    }
+
+    /// Refreshes the cache every [`REFRESH`] until the returned task is aborted.
+    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let resolver = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(REFRESH);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                resolver.refresh().await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn literals_names_and_failures() {
+        let resolver = Resolver::default();
+        assert_eq!(
+            resolver.resolve("127.0.0.2").await.unwrap(),
+            "127.0.0.2".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            resolver.resolve("[::1]").await.unwrap(),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        assert!(resolver.resolve("localhost").await.unwrap().is_loopback());
+        assert!(resolver.cache.load().contains_key("localhost"));
+        assert!(resolver.resolve("loc.invalid").await.is_err());
+        resolver.refresh().await;
+        assert!(resolver.cache.load().contains_key("localhost"));
+    }
+}

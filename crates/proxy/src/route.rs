@@ -1,0 +1,145 @@
+//! Compiled stream routes and APISIX's matching: routes with `sni` first, then the others in
+//! store order; the first whose `remote_addr`, `server_addr` and `server_port` all hold wins.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde_json::Value;
+use sg_model::check::parse_ip_or_cidr;
+
+use crate::upstream::Upstream;
+
+/// One stream route, ready to match.
+#[derive(Debug)]
+pub struct Route {
+    pub id: String,
+    pub remote_addr: Option<IpNet>,
+    pub server_addr: Option<IpNet>,
+    pub server_port: Option<u16>,
+    /// Lower-cased SNI, `*.x.com` wildcards allowed (matched once TLS lands).
+    pub sni: Option<String>,
+    /// `None` when the route names an upstream that does not exist: matching connections close.
+    pub upstream: Option<Arc<Upstream>>,
+    /// The route's plugins, by name.
+    pub plugins: serde_json::Map<String, Value>,
+}
+
+fn addr_condition(conf: &Value, field: &str) -> Result<Option<IpNet>, String> {
+    match conf.get(field).and_then(Value::as_str) {
+        None => Ok(None),
+        Some(text) => parse_ip_or_cidr(text)
+            .map(|net| Some(net.trunc()))
+            .ok_or_else(|| format!("invalid {field}: {text}")),
+    }
+}
+
+impl Route {
+    /// Compiles a stream route whose upstream has already been resolved.
+    pub fn compile(
+        id: &str,
+        conf: &Value,
+        upstream: Option<Arc<Upstream>>,
+    ) -> Result<Route, String> {
+        Ok(Route {
+            id: id.to_owned(),
+            remote_addr: addr_condition(conf, "remote_addr")?,
+            server_addr: addr_condition(conf, "server_addr")?,
+            server_port: conf
+                .get("server_port")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok()),
+            sni: conf
+                .get("sni")
+                .and_then(Value::as_str)
+                .map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
+            upstream,
+            plugins: conf
+                .get("plugins")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Whether every address condition present holds for this connection.
+    pub fn matches_addrs(&self, remote: SocketAddr, server: SocketAddr) -> bool {
+        let (remote_ip, server_ip) = (remote.ip().to_canonical(), server.ip().to_canonical());
+        self.remote_addr.is_none_or(|net| net.contains(&remote_ip))
+            && self.server_addr.is_none_or(|net| net.contains(&server_ip))
+            && self.server_port.is_none_or(|port| port == server.port())
+    }
+}
+
+/// Does a route's `sni` pattern cover the client's SNI? Exact, `*` (everything), or `*.x.com`
+/// (any name ending in `.x.com`, at any depth, as APISIX's reversed-prefix match does).
+fn sni_matches(pattern: &str, sni: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_prefix('*') {
+        Some(suffix) => sni.ends_with(suffix) && sni.len() > suffix.len(),
+        None => pattern == sni,
+    }
+}
+
+/// How specific an SNI pattern is: exact names beat longer wildcards beat shorter ones.
+fn sni_rank(pattern: &str) -> (bool, usize) {
+    (!pattern.starts_with('*'), pattern.len())
+}
+
+/// The routes of a snapshot in matching order.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Routes with `sni`, most specific pattern first, store order within a pattern.
+    with_sni: Vec<Arc<Route>>,
+    /// Routes without `sni`, in store order.
+    without_sni: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Orders compiled routes (given in store order) for matching.
+    pub fn new(routes: Vec<Route>) -> RouteTable {
+        let (mut with_sni, without_sni): (Vec<_>, Vec<_>) = routes
+            .into_iter()
+            .map(Arc::new)
+            .partition(|r| r.sni.is_some());
+        // Stable: routes sharing a pattern keep store order.
+        with_sni.sort_by_key(|r| std::cmp::Reverse(sni_rank(r.sni.as_deref().unwrap_or_default())));
+        RouteTable {
+            with_sni,
+            without_sni,
+        }
+    }
+
+    /// The route for a connection, if any.
+    pub fn find(
+        &self,
+        sni: Option<&str>,
+        remote: SocketAddr,
+        server: SocketAddr,
+    ) -> Option<&Arc<Route>> {
+        let by_sni = sni.and_then(|sni| {
+            self.with_sni.iter().find(|route| {
+                sni_matches(route.sni.as_deref().unwrap_or_default(), sni)
+                    && route.matches_addrs(remote, server)
+            })
+        });
+        by_sni.or_else(|| {
+            self.without_sni
+                .iter()
+                .find(|route| route.matches_addrs(remote, server))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.with_sni.len() + self.without_sni.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

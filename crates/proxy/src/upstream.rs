@@ -1,0 +1,212 @@
+//! Compiled upstreams: nodes, balancer, hash key, timeouts and retry policy, built once per
+//! snapshot from the stored JSON.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sg_balancer::{Algorithm, Balancer, NodeSpec};
+use sg_model::check::split_host_port;
+
+use crate::vars::Var;
+
+/// nginx's default `proxy_connect_timeout`.
+const DEFAULT_CONNECT: Duration = Duration::from_secs(60);
+/// nginx's default `proxy_timeout`.
+const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+
+/// Everything the data plane needs to reach an upstream.
+pub struct Upstream {
+    /// Where it came from, for logs: `upstreams/1` or `stream_routes/1` (inline).
+    pub key: String,
+    pub balancer: Balancer,
+    /// The variable a chash upstream hashes on; `None` means `remote_addr`.
+    pub hash_var: Option<Var>,
+    pub connect_timeout: Duration,
+    /// Idle timeout between two successive reads or writes, as nginx's `proxy_timeout`.
+    pub idle_timeout: Duration,
+    /// Connect attempts after the first one.
+    pub retries: usize,
+    pub retry_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+fn seconds(value: Option<&Value>) -> Option<Duration> {
+    value
+        .and_then(Value::as_f64)
+        .filter(|s| *s > 0.0 && s.is_finite())
+        .map(Duration::from_secs_f64)
+}
+
+/// Reads the nodes in either APISIX form (`{"host:port": weight}` or a list of objects).
+fn nodes(conf: &Value) -> Result<Vec<NodeSpec>, String> {
+    let weight = |v: &Value| v.as_u64().and_then(|w| u32::try_from(w).ok());
+    match conf.get("nodes") {
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(addr, w)| {
+                let (host, port) = split_host_port(addr);
+                let port = port
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| format!("node {addr} has no valid port"))?;
+                Ok(NodeSpec {
+                    host: bracket(host),
+                    port,
+                    weight: weight(w)
+                        .ok_or_else(|| format!("node {addr} has an invalid weight"))?,
+                    priority: 0,
+                })
+            })
+            .collect(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|node| {
+                let host = node.get("host").and_then(Value::as_str).unwrap_or_default();
+                let port = node
+                    .get("port")
+                    .and_then(Value::as_u64)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| format!("node {host} has no valid port"))?;
+                Ok(NodeSpec {
+                    host: bracket(host.trim_start_matches('[').trim_end_matches(']')),
+                    port,
+                    weight: node.get("weight").and_then(weight).unwrap_or(0),
+                    priority: node
+                        .get("priority")
+                        .and_then(Value::as_i64)
+                        .and_then(|p| i32::try_from(p).ok())
+                        .unwrap_or(0),
+                })
+            })
+            .collect(),
+        _ => Err("no nodes (service discovery is not supported)".to_owned()),
+    }
+}
+
+/// IPv6 hosts are kept bracketed, as APISIX does, so `host:port` strings are unambiguous.
+fn bracket(host: &str) -> String {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+impl Upstream {
+    /// Compiles an upstream object; `previous` is the same upstream in the last snapshot.
+    pub fn compile(
+        key: String,
+        conf: &Value,
+        previous: Option<&Upstream>,
+    ) -> Result<Upstream, String> {
+        let nodes = nodes(conf)?;
+        let algorithm = match conf
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("roundrobin")
+        {
+            "roundrobin" => Algorithm::RoundRobin,
+            "chash" => Algorithm::Chash,
+            "least_conn" => Algorithm::LeastConn,
+            other => return Err(format!("unsupported balancer type {other}")),
+        };
+        let hash_var = match conf
+            .get("hash_on")
+            .and_then(Value::as_str)
+            .unwrap_or("vars")
+        {
+            "vars" => conf
+                .get("key")
+                .and_then(Value::as_str)
+                .and_then(Var::from_name),
+            // header, cookie and consumer values do not exist in stream: remote_addr is used.
+            _ => None,
+        };
+        let timeout = conf.get("timeout");
+        let connect_timeout =
+            seconds(timeout.and_then(|t| t.get("connect"))).unwrap_or(DEFAULT_CONNECT);
+        let send = seconds(timeout.and_then(|t| t.get("send")));
+        let read = seconds(timeout.and_then(|t| t.get("read")));
+        let idle_timeout = send.max(read).unwrap_or(DEFAULT_IDLE);
+        let retries = conf
+            .get("retries")
+            .and_then(Value::as_u64)
+            .map_or(nodes.len().saturating_sub(1), |r| r as usize);
+        let retry_timeout = seconds(conf.get("retry_timeout"));
+        let balancer = Balancer::new(algorithm, nodes, previous.map(|p| &p.balancer));
+        Ok(Upstream {
+            key,
+            balancer,
+            hash_var,
+            connect_timeout,
+            idle_timeout,
+            retries,
+            retry_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn compiles_both_node_forms_and_defaults() {
+        let up = Upstream::compile(
+            "upstreams/1".into(),
+            &json!({"type": "chash", "key": "mqtt_client_id",
+                    "nodes": {"127.0.0.1:1883": 1, "[::1]:1884": 2}}),
+            None,
+        )
+        .unwrap();
+        let nodes = up.balancer.nodes();
+        assert_eq!((nodes[0].host.as_str(), nodes[0].port), ("127.0.0.1", 1883));
+        assert_eq!(
+            (nodes[1].host.as_str(), nodes[1].port, nodes[1].weight),
+            ("[::1]", 1884, 2)
+        );
+        assert_eq!(up.hash_var, Some(Var::MqttClientId));
+        assert_eq!(up.retries, 1);
+        assert_eq!(up.connect_timeout, DEFAULT_CONNECT);
+        assert_eq!(up.idle_timeout, DEFAULT_IDLE);
+
+        let listed = Upstream::compile(
+            "stream_routes/1".into(),
+            &json!({"nodes": [{"host": "::1", "port": 1, "weight": 1, "priority": -1}],
+                    "retries": 0, "timeout": {"connect": 0.5, "send": 3, "read": 7}, "retry_timeout": 2}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(listed.balancer.nodes()[0].host, "[::1]");
+        assert_eq!(listed.balancer.nodes()[0].priority, -1);
+        assert_eq!(listed.connect_timeout, Duration::from_millis(500));
+        assert_eq!(listed.idle_timeout, Duration::from_secs(7));
+        assert_eq!(listed.retries, 0);
+        assert_eq!(listed.retry_timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_proxied() {
+        assert!(Upstream::compile("u".into(), &json!({"nodes": {"a.example": 1}}), None).is_err());
+        assert!(Upstream::compile(
+            "u".into(),
+            &json!({"service_name": "x", "discovery_type": "dns"}),
+            None
+        )
+        .is_err());
+        assert!(Upstream::compile(
+            "u".into(),
+            &json!({"type": "ewma", "nodes": {"a:1": 1}}),
+            None
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! Plain TCP peers: upstreams that say who they are and then echo, and clients that connect
+//! from a chosen loopback source address.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use socket2::{Domain, Socket, Type};
+
+/// An upstream on `addr` that, for each connection, writes `<name>\n` and then echoes until
+/// the client half-closes, then writes `bye <n>\n` (n = bytes received) and closes.
+pub struct NamedServer {
+    pub addr: SocketAddr,
+    _thread: JoinHandle<()>,
+}
+
+impl NamedServer {
+    pub fn start(ip: &str, name: &str) -> Result<NamedServer> {
+        let listener = TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
+        let addr = listener.local_addr()?;
+        let name = name.to_owned();
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let name = name.clone();
+                std::thread::spawn(move || serve(stream, &name));
+            }
+        });
+        Ok(NamedServer {
+            addr,
+            _thread: thread,
+        })
+    }
+}
+
+fn serve(mut stream: TcpStream, name: &str) {
+    if stream.write_all(format!("{name}\n").as_bytes()).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    let mut total = 0usize;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                total += n;
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = stream.write_all(format!("bye {total}\n").as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Connects to `to` from `from` (an IP on the loopback range).
+pub fn connect_from(from: &str, to: SocketAddr) -> Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
+    let source: SocketAddr = SocketAddr::new(from.parse()?, 0);
+    socket.bind(&source.into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(stream)
+}
+
+/// The first line the upstream sends (its name), or `None` if the gateway closed the
+/// connection without a byte.
+pub fn greeting(stream: &mut TcpStream) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => return Some(String::from_utf8_lossy(&line).into_owned()),
+            Ok(1) => line.push(byte[0]),
+            _ => {
+                return if line.is_empty() {
+                    None
+                } else {
+                    Some(String::from_utf8_lossy(&line).into_owned())
+                }
+            }
+        }
+    }
+}
+
+/// Which upstream a new connection from `from` to `to` reaches (`None`: closed unanswered).
+pub fn who_answers(from: &str, to: SocketAddr) -> Option<String> {
+    let mut stream = connect_from(from, to).ok()?;
+    greeting(&mut stream)
+}
