@@ -4,7 +4,7 @@ BIN := target/release/streamgate
 # System packages the tests need (real peers); installed when missing.
 APT_PACKAGES := mosquitto mosquitto-clients
 
-.PHONY: build run test deps lint
+.PHONY: build run test deps lint bench
 
 build:
 	$(CARGO) build --release --bin streamgate
@@ -26,3 +26,6 @@ test: deps build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+bench: build
+	$(CARGO) run --release -p sg-bench --bin idle-memory

@@ -141,6 +141,11 @@ impl Gateway {
         bail!("streamgate did not become ready: {}", self.log())
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Everything the gateway logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("streamgate.log")).unwrap_or_default()

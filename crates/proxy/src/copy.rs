@@ -3,12 +3,16 @@
 //! idle connection holds no buffer at all (tokio's `copy_bidirectional` keeps two 8 KiB ones).
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use socket2::SockRef;
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 /// Bytes read from a socket in one go.
 const SCRATCH_SIZE: usize = 16 * 1024;
@@ -148,12 +152,17 @@ impl Flow {
     }
 }
 
-/// Waits until `step` may progress: the source readable or the destination writable.
-async fn ready(step: Step, src: &TcpStream, dst: &TcpStream) -> io::Result<()> {
+/// Registers interest for `step` and reports whether the awaited readiness is already there.
+fn poll_ready(
+    step: Step,
+    src: &TcpStream,
+    dst: &TcpStream,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
     match step {
-        Step::WantRead => src.readable().await,
-        Step::WantWrite => dst.writable().await,
-        _ => std::future::pending().await,
+        Step::WantRead => src.poll_read_ready(cx),
+        Step::WantWrite => dst.poll_write_ready(cx),
+        _ => Poll::Pending,
     }
 }
 
@@ -164,59 +173,113 @@ fn failure(side: Side, kind: io::ErrorKind) -> End {
     }
 }
 
-/// Copies both ways until both sides have closed, one fails, or nothing moves for `idle`.
-pub async fn proxy(client: &TcpStream, upstream: &TcpStream, idle: Duration) -> Transfer {
-    let mut up = Flow::new(Side::Client);
-    let mut down = Flow::new(Side::Upstream);
-    let mut first_close = None;
-    let mut deadline = Instant::now() + idle;
-    loop {
-        let mut budget = 0;
-        let (a, b) = loop {
-            let a = up.step(client, upstream);
-            let b = down.step(upstream, client);
-            if a != Step::Progress && b != Step::Progress {
-                break (a, b);
-            }
-            deadline = Instant::now() + idle;
-            if first_close.is_none() {
-                first_close = match (up.read_closed, down.read_closed) {
-                    (true, _) => Some(End::ClientClosed),
-                    (_, true) => Some(End::UpstreamClosed),
-                    _ => None,
-                };
-            }
-            budget += 1;
-            if budget == STEP_BUDGET {
-                budget = 0;
-                tokio::task::yield_now().await;
-            }
-        };
-        let end = match (a, b) {
-            (Step::Failed(side, kind), _) | (_, Step::Failed(side, kind)) => {
-                Some(failure(side, kind))
-            }
-            (Step::Done, Step::Done) => Some(first_close.unwrap_or(End::ClientClosed)),
-            _ => None,
-        };
-        if let Some(end) = end {
-            return Transfer {
-                to_upstream: up.bytes,
-                to_client: down.bytes,
-                end,
-            };
+pin_project! {
+    /// Copies both ways until both sides have closed, one fails, or nothing moves for the idle
+    /// timeout. A hand-written future rather than an `async fn`: it owns the two sockets and
+    /// exactly the state it needs (about 350 bytes), and polls readiness on the sockets
+    /// themselves (`poll_read_ready` / `poll_write_ready`), so the wakers live in tokio's
+    /// per-socket state.
+    pub struct Relay {
+        client: TcpStream,
+        upstream: TcpStream,
+        up: Flow,
+        down: Flow,
+        first_close: Option<End>,
+        last_activity: Instant,
+        idle: Duration,
+        // Re-armed lazily: activity only moves `last_activity`.
+        #[pin]
+        timer: Sleep,
+    }
+}
+
+impl Relay {
+    pub fn new(client: TcpStream, upstream: TcpStream, idle: Duration) -> Relay {
+        let now = Instant::now();
+        Relay {
+            client,
+            upstream,
+            up: Flow::new(Side::Client),
+            down: Flow::new(Side::Upstream),
+            first_close: None,
+            last_activity: now,
+            idle,
+            timer: sleep_until(now + idle),
         }
-        let woke = tokio::select! {
-            r = ready(a, client, upstream) => r.map_err(|e| failure(Side::Client, e.kind())),
-            r = ready(b, upstream, client) => r.map_err(|e| failure(Side::Upstream, e.kind())),
-            _ = sleep_until(deadline) => Err(End::Idle),
+    }
+}
+
+impl Future for Relay {
+    type Output = Transfer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Transfer> {
+        let mut this = self.project();
+        let (client, upstream) = (&*this.client, &*this.upstream);
+        let transfer = |up: &Flow, down: &Flow, end| Transfer {
+            to_upstream: up.bytes,
+            to_client: down.bytes,
+            end,
         };
-        if let Err(end) = woke {
-            return Transfer {
-                to_upstream: up.bytes,
-                to_client: down.bytes,
-                end,
+        let mut budget = 0;
+        loop {
+            let a = this.up.step(client, upstream);
+            let b = this.down.step(upstream, client);
+            if a == Step::Progress || b == Step::Progress {
+                *this.last_activity = Instant::now();
+                if this.first_close.is_none() {
+                    *this.first_close = match (this.up.read_closed, this.down.read_closed) {
+                        (true, _) => Some(End::ClientClosed),
+                        (_, true) => Some(End::UpstreamClosed),
+                        _ => None,
+                    };
+                }
+                budget += 1;
+                if budget == STEP_BUDGET {
+                    // Let other sessions run; come back at once.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            let end = match (a, b) {
+                (Step::Failed(side, kind), _) | (_, Step::Failed(side, kind)) => {
+                    Some(failure(side, kind))
+                }
+                (Step::Done, Step::Done) => Some(this.first_close.unwrap_or(End::ClientClosed)),
+                _ => None,
             };
+            if let Some(end) = end {
+                return Poll::Ready(transfer(this.up, this.down, end));
+            }
+            match (
+                poll_ready(a, client, upstream, cx),
+                poll_ready(b, upstream, client, cx),
+            ) {
+                (Poll::Ready(Err(e)), _) => {
+                    return Poll::Ready(transfer(
+                        this.up,
+                        this.down,
+                        failure(Side::Client, e.kind()),
+                    ))
+                }
+                (_, Poll::Ready(Err(e))) => {
+                    return Poll::Ready(transfer(
+                        this.up,
+                        this.down,
+                        failure(Side::Upstream, e.kind()),
+                    ))
+                }
+                (Poll::Ready(Ok(())), _) | (_, Poll::Ready(Ok(()))) => continue,
+                (Poll::Pending, Poll::Pending) => {}
+            }
+            while this.timer.as_mut().poll(cx).is_ready() {
+                let deadline = *this.last_activity + *this.idle;
+                if Instant::now() >= deadline {
+                    return Poll::Ready(transfer(this.up, this.down, End::Idle));
+                }
+                this.timer.as_mut().reset(deadline);
+            }
+            return Poll::Pending;
         }
     }
 }

@@ -20,6 +20,14 @@ pub enum StartError {
     Fatal(anyhow::Error),
 }
 
+/// Raises the open-file limit to its hard maximum: every proxied session holds two sockets.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, "open file limit"),
+        Err(e) => warn!(error = %e, "cannot raise the open file limit"),
+    }
+}
+
 fn report(settings: &Settings) {
     for warning in &settings.warnings {
         warn!("{warning}");
@@ -59,6 +67,7 @@ fn open_store(settings: &Settings) -> Result<Arc<dyn ConfigStore>, StartError> {
 pub async fn run(settings: Settings) -> Result<(), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     report(&settings);
+    raise_file_limit();
     let store = open_store(&settings)?;
     sg_model::schema::schemas();
     let snapshots = sg_proxy::run_compiler(store.clone())

@@ -17,7 +17,7 @@ async fn pair() -> (TcpStream, TcpStream) {
 async fn session(idle: Duration) -> (TcpStream, TcpStream, tokio::task::JoinHandle<Transfer>) {
     let (client_end, gw_client) = pair().await;
     let (gw_upstream, upstream_end) = pair().await;
-    let task = tokio::spawn(async move { proxy(&gw_client, &gw_upstream, idle).await });
+    let task = tokio::spawn(Relay::new(gw_client, gw_upstream, idle));
     (client_end, upstream_end, task)
 }
 
