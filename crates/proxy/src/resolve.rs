@@ -1,6 +1,6 @@
-//! Node hosts that are domain names: resolved off the hot path into a shared cache that a
-//! background task refreshes; a connection only reads the cache (or resolves a name it meets
-//! for the first time).
+//! Node hosts that are domain names: resolved off the connection path into a shared cache,
+//! as soon as a snapshot names them and again every [`REFRESH`]; a connection only reads the
+//! cache (and resolves a name itself only if it races the first lookup).
 
 use std::collections::HashMap;
 use std::io;
@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+
+use crate::compiler::SnapshotHandle;
 
 /// How often cached names are looked up again.
 pub const REFRESH: Duration = Duration::from_secs(30);
@@ -39,12 +41,34 @@ impl Resolver {
             return Ok(*ip);
         }
         let ip = lookup(host).await?;
+        self.remember(host, ip);
+        Ok(ip)
+    }
+
+    fn remember(&self, host: &str, ip: IpAddr) {
         self.cache.rcu(|cache| {
             let mut next = HashMap::clone(cache);
             next.insert(host.into(), ip);
             next
         });
-        Ok(ip)
+    }
+
+    /// Resolves the names the cache does not hold yet; failures are logged and retried at the
+    /// next refresh or by the connection that needs them.
+    pub async fn warm<'a>(&self, hosts: impl Iterator<Item = &'a str>) {
+        let missing: Vec<String> = {
+            let cache = self.cache.load();
+            hosts
+                .filter(|h| !cache.contains_key(*h))
+                .map(str::to_owned)
+                .collect()
+        };
+        for host in missing {
+            match lookup(&host).await {
+                Ok(ip) => self.remember(&host, ip),
+                Err(e) => tracing::warn!(%host, error = %e, "failed to resolve a node's domain"),
+            }
+        }
     }
 
     /// Looks every cached name up again; names that fail keep their last address.
@@ -68,15 +92,25 @@ impl Resolver {
         });
     }
 
-    /// Refreshes the cache every [`REFRESH`] until the returned task is aborted.
-    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Resolves the domains of every published snapshot, and refreshes the cache every
+    /// [`REFRESH`], until the returned task is aborted.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        snapshots: SnapshotHandle,
+    ) -> tokio::task::JoinHandle<()> {
         let resolver = self.clone();
+        let mut published = snapshots.published();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(REFRESH);
             ticks.tick().await;
             loop {
-                ticks.tick().await;
-                resolver.refresh().await;
+                let snapshot = snapshots.load();
+                resolver.warm(snapshot.domains()).await;
+                drop(snapshot);
+                tokio::select! {
+                    _ = ticks.tick() => resolver.refresh().await,
+                    changed = published.changed() => if changed.is_err() { return },
+                }
             }
         })
     }
@@ -102,5 +136,9 @@ mod tests {
         assert!(resolver.resolve("loc.invalid").await.is_err());
         resolver.refresh().await;
         assert!(resolver.cache.load().contains_key("localhost"));
+        let fresh = Resolver::default();
+        fresh.warm(["localhost", "loc.invalid"].into_iter()).await;
+        assert!(fresh.cache.load().contains_key("localhost"));
+        assert!(!fresh.cache.load().contains_key("loc.invalid"));
     }
 }

@@ -99,4 +99,13 @@ impl Snapshot {
             upstreams,
         }
     }
+
+    /// Node hosts that are domain names, to be resolved before a connection needs them.
+    pub fn domains(&self) -> impl Iterator<Item = &str> {
+        self.upstreams
+            .values()
+            .flat_map(|u| u.balancer.nodes())
+            .map(|node| node.host.as_str())
+            .filter(|host| !host.starts_with('[') && host.parse::<std::net::IpAddr>().is_err())
+    }
 }

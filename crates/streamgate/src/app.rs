@@ -84,7 +84,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         Vec::new()
     };
     let resolver = Arc::new(Resolver::default());
-    let refresh = resolver.spawn_refresh();
+    let refresh = resolver.spawn_refresh(snapshots.clone());
     let gateway = Arc::new(Gateway {
         snapshots: snapshots.clone(),
         resolver,
