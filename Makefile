@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/streamgate
 # System packages the tests need (real peers); installed when missing.
-APT_PACKAGES := mosquitto mosquitto-clients
+APT_PACKAGES := mosquitto mosquitto-clients curl openssl
 
 .PHONY: build run test deps lint bench
 

@@ -76,6 +76,20 @@ async fn measure(pid: u32, proxy: SocketAddr, count: usize) -> Result<f64> {
     Ok(after.saturating_sub(before) as f64 / count as f64)
 }
 
+/// Per-connection RSS growth of process `pid` for `count` clients that connect and stay silent
+/// (an mqtt-proxy route waits for their CONNECT).
+async fn measure_silent(pid: u32, proxy: SocketAddr, count: usize) -> Result<f64> {
+    let before = rss(pid)?;
+    let mut open = Vec::with_capacity(count);
+    for _ in 0..count {
+        open.push(TcpStream::connect(proxy).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss(pid)?;
+    drop(open);
+    Ok(after.saturating_sub(before) as f64 / count as f64)
+}
+
 /// The baseline proxy: one task per connection with tokio's `copy_bidirectional`.
 async fn baseline_proxy(listen: SocketAddr, upstream: SocketAddr) -> Result<()> {
     let listener = TcpListener::bind(listen).await?;
@@ -123,12 +137,19 @@ async fn main() -> Result<()> {
     if reply.status != 201 {
         bail!("route not created: {}", reply.body);
     }
-    let streamgate = measure(
-        gateway.pid(),
-        format!("127.0.0.1:{stream_port}").parse()?,
-        count,
-    )
-    .await?;
+    let listen: SocketAddr = format!("127.0.0.1:{stream_port}").parse()?;
+    let streamgate = measure(gateway.pid(), listen, count).await?;
+    let mut mqtt_route = route.clone();
+    mqtt_route["plugins"] = json!({"mqtt-proxy": {"protocol_level": 4}});
+    let reply = gateway.admin(
+        "PUT",
+        "/apisix/admin/stream_routes/1",
+        &mqtt_route.to_string(),
+    );
+    if reply.status != 200 {
+        bail!("route not updated: {}", reply.body);
+    }
+    let silent = measure_silent(gateway.pid(), listen, count).await?;
 
     let baseline_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let mut baseline = spawn_baseline(baseline_addr, upstream)?;
@@ -148,5 +169,6 @@ async fn main() -> Result<()> {
         "ratio streamgate / baseline:    {:>8.2}",
         streamgate / tokio_copy
     );
+    println!("silent clients awaiting CONNECT: {silent:>7.0} bytes/connection");
     Ok(())
 }

@@ -11,7 +11,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 pub mod mqtt;
+pub mod pki;
 pub mod tcp;
+pub mod tls;
 
 /// The admin key of the shipped config (APISIX's documented key).
 pub const ADMIN_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";

@@ -31,12 +31,26 @@ pub struct Broker {
 impl Broker {
     /// Starts mosquitto on `ip` and a free port, and waits until it accepts connections.
     pub fn start(ip: &str) -> Result<Broker> {
+        Broker::start_on(&format!("{ip}:{}", free_port_on(ip)))
+    }
+
+    /// Starts mosquitto on `ip:port`.
+    pub fn start_on(addr: &str) -> Result<Broker> {
+        Broker::start_configured(addr, "")
+    }
+
+    /// Starts mosquitto on `ip` and a free port with extra listener settings (e.g. TLS).
+    pub fn start_with(ip: &str, listener_conf: &str) -> Result<Broker> {
+        Broker::start_configured(&format!("{ip}:{}", free_port_on(ip)), listener_conf)
+    }
+
+    fn start_configured(addr: &str, listener_conf: &str) -> Result<Broker> {
         let dir = tempfile::tempdir()?;
-        let port = free_port_on(ip);
+        let (ip, port) = addr.rsplit_once(':').context("ip:port")?;
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} {ip}\nallow_anonymous true\n"),
+            format!("listener {port} {ip}\nallow_anonymous true\n{listener_conf}"),
         )?;
         let child = Command::new("mosquitto")
             .arg("-c")
@@ -45,7 +59,7 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .context("starting mosquitto (make test installs it)")?;
-        let addr: SocketAddr = format!("{ip}:{port}").parse()?;
+        let addr: SocketAddr = addr.parse()?;
         let mut broker = Broker {
             addr,
             child,

@@ -18,7 +18,12 @@ pub struct NamedServer {
 
 impl NamedServer {
     pub fn start(ip: &str, name: &str) -> Result<NamedServer> {
-        let listener = TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
+        NamedServer::start_at(&format!("{ip}:0"), name)
+    }
+
+    /// Starts on a given address (for the tests that replay APISIX's fixed-port vectors).
+    pub fn start_at(addr: &str, name: &str) -> Result<NamedServer> {
+        let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr()?;
         let name = name.to_owned();
         let thread = std::thread::spawn(move || {
@@ -90,4 +95,22 @@ pub fn greeting(stream: &mut TcpStream) -> Option<String> {
 pub fn who_answers(from: &str, to: SocketAddr) -> Option<String> {
     let mut stream = connect_from(from, to).ok()?;
     greeting(&mut stream)
+}
+
+/// Sends `bytes` from 127.0.0.1, half-closes, and returns everything received until the
+/// gateway or the upstream closed (`Err` if the connection was reset).
+pub fn exchange(to: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = connect_from("127.0.0.1", to).map_err(std::io::Error::other)?;
+    stream.write_all(bytes)?;
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received)?;
+    Ok(received)
+}
+
+/// Parses "10 0f 00 04" style hex.
+pub fn hex(text: &str) -> Vec<u8> {
+    text.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+        .collect()
 }

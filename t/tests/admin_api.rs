@@ -131,9 +131,18 @@ fn forbidden_times_patch_and_references() {
     let plugin = gw.admin(
         "PUT",
         "/apisix/admin/stream_routes/1",
-        r#"{"plugins":{"limit-conn":{}}}"#,
+        r#"{"plugins":{"syslog":{}}}"#,
     );
-    assert_eq!(plugin.json()["error_msg"], "unknown plugin [limit-conn]");
+    assert_eq!(plugin.json()["error_msg"], "unknown plugin [syslog]");
+    let limit = gw.admin(
+        "PUT",
+        "/apisix/admin/stream_routes/1",
+        r#"{"plugins":{"limit-conn":{"conn":1}}}"#,
+    );
+    assert_eq!(
+        limit.json()["error_msg"],
+        "failed to check the configuration of stream plugin [limit-conn]: property \"burst\" is required"
+    );
     let schema = gw.admin(
         "PUT",
         "/apisix/admin/stream_routes/1",
@@ -239,7 +248,10 @@ fn viewer_role_and_plugin_endpoints() {
         json!({"error_msg": "failed to check token", "description": "invalid method for role viewer"})
     );
     let list = gw.admin("GET", "/apisix/admin/plugins/list?subsystem=stream", "");
-    assert_eq!(list.json(), json!(["mqtt-proxy"]));
+    assert_eq!(
+        list.json(),
+        json!(["ip-restriction", "limit-conn", "mqtt-proxy"])
+    );
     let schema = gw.admin("GET", "/apisix/admin/schema/upstream", "").json();
     assert_eq!(schema["additionalProperties"], false);
     let validate = gw.admin(

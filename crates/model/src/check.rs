@@ -252,6 +252,12 @@ fn check_ssl(conf: &Value, keyring: &Keyring) -> Result<(), String> {
             pem::parse_certs(ca).map_err(|e| format!("failed to validate client_cert: {e}"))?;
         }
     }
+    if let Some(crl) = conf.pointer("/client/crl") {
+        let text = crl
+            .as_str()
+            .ok_or("failed to validate client.crl: expected a PEM string")?;
+        pem::parse_crls(text).map_err(|e| format!("failed to validate client.crl: {e}"))?;
+    }
     Ok(())
 }
 

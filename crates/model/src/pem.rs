@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 const CERT_ERROR: &str = "failed to parse cert: PEM_read_bio_X509_AUX() failed";
 const KEY_ERROR: &str = "failed to parse key: PEM_read_bio_PrivateKey() failed";
@@ -23,6 +23,21 @@ pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
         webpki::anchor_from_trusted_cert(cert).map_err(|_| CERT_ERROR.to_owned())?;
     }
     Ok(certs)
+}
+
+/// Parses PEM certificate revocation lists (at least one).
+pub fn parse_crls(pem: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|_| "failed to parse the CRL".to_owned())?;
+    for crl in &crls {
+        webpki::OwnedCertRevocationList::from_der(crl)
+            .map_err(|e| format!("failed to parse the CRL: {e:?}"))?;
+    }
+    if crls.is_empty() {
+        return Err("failed to parse the CRL".to_owned());
+    }
+    Ok(crls)
 }
 
 /// Parses a PEM private key (PKCS#8, PKCS#1 or SEC1).

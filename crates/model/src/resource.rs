@@ -46,5 +46,9 @@ impl Kind {
     }
 }
 
-/// The stream plugins streamgate ships, with their APISIX priorities.
-pub const STREAM_PLUGINS: &[(&str, i32)] = &[("mqtt-proxy", 1000)];
+/// The stream plugins streamgate ships, with their APISIX priorities (run highest first).
+pub const STREAM_PLUGINS: &[(&str, i32)] = &[
+    ("ip-restriction", 3000),
+    ("limit-conn", 1003),
+    ("mqtt-proxy", 1000),
+];

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sg_model::Kind;
+use sg_model::{Keyring, Kind};
 use sg_store::{ConfigStore, Event, StoreError};
 use tokio::sync::{broadcast, watch};
 
@@ -47,11 +47,14 @@ async fn load_all(store: &dyn ConfigStore) -> Result<(u64, ObjectSet), StoreErro
 }
 
 /// Loads the store, publishes the first snapshot, and spawns the task that keeps it current.
-pub async fn run_compiler(store: Arc<dyn ConfigStore>) -> Result<SnapshotHandle, StoreError> {
+pub async fn run_compiler(
+    store: Arc<dyn ConfigStore>,
+    keyring: Keyring,
+) -> Result<SnapshotHandle, StoreError> {
     let mut events = store.watch();
     let (revision, mut objects) = load_all(store.as_ref()).await?;
     let current = Arc::new(ArcSwap::from_pointee(Snapshot::compile(
-        revision, &objects, None,
+        revision, &objects, None, &keyring,
     )));
     let (publish, published) = watch::channel(revision);
     let handle = SnapshotHandle {
@@ -60,13 +63,12 @@ pub async fn run_compiler(store: Arc<dyn ConfigStore>) -> Result<SnapshotHandle,
     };
     tokio::spawn(async move {
         loop {
-            let revision = match events.recv().await {
-                Ok(event) => {
-                    apply(&mut objects, &event);
-                    event.revision()
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "config watch lagged, reloading the whole store");
+            let received = events.recv().await;
+            let revision = match received {
+                Ok(Event::Reset { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if let Err(broadcast::error::RecvError::Lagged(missed)) = received {
+                        tracing::warn!(missed, "config watch lagged, reloading the whole store");
+                    }
                     match load_all(store.as_ref()).await {
                         Ok((revision, all)) => {
                             objects = all;
@@ -78,10 +80,14 @@ pub async fn run_compiler(store: Arc<dyn ConfigStore>) -> Result<SnapshotHandle,
                         }
                     }
                 }
+                Ok(event) => {
+                    apply(&mut objects, &event);
+                    event.revision()
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             let previous = current.load();
-            let next = Snapshot::compile(revision, &objects, Some(&previous));
+            let next = Snapshot::compile(revision, &objects, Some(&previous), &keyring);
             current.store(Arc::new(next));
             publish.send_replace(revision);
             tracing::debug!(revision, "published a new snapshot");
@@ -102,6 +108,8 @@ fn apply(objects: &mut ObjectSet, event: &Event) {
                 objects.remove(kind, id);
             }
         }
+        // Handled by the caller with a full reload.
+        Event::Reset { .. } => {}
     }
 }
 
@@ -147,7 +155,9 @@ mod tests {
             )
             .await
             .unwrap();
-        let handle = run_compiler(store.clone()).await.unwrap();
+        let handle = run_compiler(store.clone(), Keyring::default())
+            .await
+            .unwrap();
         assert_eq!(route_for(&handle, "127.0.0.2:1").as_deref(), Some("a"));
         assert!(handle
             .load()

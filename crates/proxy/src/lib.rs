@@ -4,12 +4,17 @@
 #![deny(rust_2018_idioms)]
 
 pub mod compiler;
+pub mod connect;
 pub mod copy;
 pub mod listener;
+pub mod plugin;
+pub mod preread;
+pub mod relay_io;
 pub mod resolve;
 pub mod route;
 pub mod session;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;
 pub mod vars;
 

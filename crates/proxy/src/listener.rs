@@ -18,13 +18,18 @@ use crate::session::{self, Gateway};
 /// Pause after an accept error (such as running out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Binds every plain listener; `tls: true` entries are skipped until TLS termination lands.
-pub async fn bind(listeners: &[StreamListener]) -> io::Result<Vec<TcpListener>> {
+/// A bound stream listener and whether it terminates TLS.
+pub struct Bound {
+    pub listener: TcpListener,
+    pub tls: bool,
+}
+
+/// Binds every listener.
+pub async fn bind(listeners: &[StreamListener]) -> io::Result<Vec<Bound>> {
     let mut bound = Vec::new();
     for entry in listeners {
-        if entry.tls {
-            warn!(addr = %entry.addr, "TLS stream listeners are not supported yet; skipped");
-            continue;
+        if entry.proxy_protocol {
+            warn!(addr = %entry.addr, "proxy_protocol on stream listeners is not supported yet; ignored");
         }
         let listener = TcpListener::bind(entry.addr).await.map_err(|e| {
             io::Error::new(
@@ -32,8 +37,11 @@ pub async fn bind(listeners: &[StreamListener]) -> io::Result<Vec<TcpListener>> 
                 format!("binding the stream listener {}: {e}", entry.addr),
             )
         })?;
-        info!(addr = %listener.local_addr()?, "stream listener open");
-        bound.push(listener);
+        info!(addr = %listener.local_addr()?, tls = entry.tls, "stream listener open");
+        bound.push(Bound {
+            listener,
+            tls: entry.tls,
+        });
     }
     Ok(bound)
 }
@@ -49,18 +57,18 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Starts accepting on every listener.
-    pub fn start(listeners: Vec<TcpListener>, gateway: Arc<Gateway>) -> Dataplane {
+    pub fn start(listeners: Vec<Bound>, gateway: Arc<Gateway>) -> Dataplane {
         let sessions = TaskTracker::new();
         let (stop, stopped) = watch::channel(false);
         let addrs = listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|b| b.listener.local_addr().ok())
             .collect();
         let acceptors = listeners
             .into_iter()
-            .map(|listener| {
+            .map(|bound| {
                 tokio::spawn(accept_loop(
-                    listener,
+                    bound,
                     gateway.clone(),
                     sessions.clone(),
                     stopped.clone(),
@@ -95,7 +103,7 @@ impl Dataplane {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    Bound { listener, tls }: Bound,
     gateway: Arc<Gateway>,
     sessions: TaskTracker,
     mut stop: watch::Receiver<bool>,
@@ -107,7 +115,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((client, remote)) => {
-                sessions.spawn(session::serve(gateway.clone(), client, remote));
+                sessions.spawn(session::serve(gateway.clone(), client, remote, tls));
             }
             Err(e) => {
                 error!(error = %e, "accept failed");

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 use sg_model::check::parse_ip_or_cidr;
 
+use crate::plugin::{self, StreamPlugin};
 use crate::upstream::Upstream;
 
 /// One stream route, ready to match.
@@ -21,8 +22,14 @@ pub struct Route {
     pub sni: Option<String>,
     /// `None` when the route names an upstream that does not exist: matching connections close.
     pub upstream: Option<Arc<Upstream>>,
-    /// The route's plugins, by name.
-    pub plugins: serde_json::Map<String, Value>,
+    /// The route's enabled plugins, highest priority first.
+    pub plugins: Vec<Arc<dyn StreamPlugin>>,
+}
+
+impl std::fmt::Debug for dyn StreamPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 fn addr_condition(conf: &Value, field: &str) -> Result<Option<IpNet>, String> {
@@ -54,11 +61,10 @@ impl Route {
                 .and_then(Value::as_str)
                 .map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
             upstream,
-            plugins: conf
-                .get("plugins")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
+            plugins: match conf.get("plugins").and_then(Value::as_object) {
+                Some(plugins) => plugin::compile(id, plugins)?,
+                None => Vec::new(),
+            },
         })
     }
 

@@ -9,116 +9,96 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use sg_balancer::{Pick, Tried};
+use sg_balancer::Pick;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 use tracing::{info, warn, Instrument};
 
 use crate::compiler::SnapshotHandle;
+use crate::connect::{connect, UpstreamIo};
 use crate::copy::{Relay, Transfer};
+use crate::plugin::Ctx;
+use crate::preread::{self, PrereadLimits};
+use crate::relay_io;
 use crate::resolve::Resolver;
 use crate::route::Route;
-use crate::upstream::Upstream;
-use crate::vars::{key_buf, ConnVars};
+use crate::tls::{accept, normalize_sni};
+use crate::vars::ConnVars;
 
 /// What every connection shares.
 pub struct Gateway {
     pub snapshots: SnapshotHandle,
     pub resolver: Arc<Resolver>,
+    pub preread: PrereadLimits,
+    /// `apisix.ssl.fallback_sni`: the SNI assumed when a client sends none.
+    pub fallback_sni: Option<String>,
+    /// The longest a TLS client may take to complete its handshake.
+    pub handshake_timeout: Duration,
 }
 
-/// Why no upstream connection could be made.
-#[derive(Debug, thiserror::Error)]
-enum ConnectError {
-    #[error("all upstream servers tried")]
-    AllTried,
-    #[error("proxy retry timeout, retry count: {0}")]
-    RetryTimeout(usize),
-    #[error("failed to parse domain: {host}, error: {error}")]
-    Domain { host: String, error: std::io::Error },
-    #[error("connect() failed ({error}) while connecting to upstream, upstream: {addr}")]
-    Connect { addr: SocketAddr, error: String },
-}
+/// The client side of a session.
+pub type ClientIo = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
-/// An established upstream connection and the pick that chose it (held for the session's life).
-struct Connected {
-    stream: TcpStream,
-    addr: SocketAddr,
-    pick: Pick,
-}
-
-/// Tries nodes until one accepts: the first pick plus `retries` more, each bounded by the
-/// connect timeout, and all of them by `retry_timeout` when set.
-async fn connect(
-    up: &Upstream,
-    vars: &ConnVars,
-    resolver: &Resolver,
-) -> Result<Connected, ConnectError> {
-    let started = Instant::now();
-    let mut tried = Tried::default();
-    let mut last_error = ConnectError::AllTried;
-    for attempt in 0..=up.retries {
-        if attempt > 0
-            && up
-                .retry_timeout
-                .is_some_and(|limit| started.elapsed() >= limit)
-        {
-            return Err(ConnectError::RetryTimeout(attempt));
-        }
-        let mut buf = key_buf();
-        let key = vars.hash_key(up.hash_var, &mut buf);
-        let Some(pick) = up.balancer.pick(key, &tried) else {
-            break;
-        };
-        tried.insert(pick.index);
-        let node = &up.balancer.nodes()[pick.index];
-        let ip = match resolver.resolve(&node.host).await {
-            Ok(ip) => ip,
-            Err(error) => {
-                last_error = ConnectError::Domain {
-                    host: node.host.clone(),
-                    error,
-                };
-                warn!("{last_error}");
-                continue;
-            }
-        };
-        let addr = SocketAddr::new(ip, node.port);
-        info!("proxy request to {addr}");
-        match timeout(up.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => return Ok(Connected { stream, addr, pick }),
-            Ok(Err(e)) => {
-                last_error = ConnectError::Connect {
-                    addr,
-                    error: e.to_string(),
-                }
-            }
-            Err(_) => {
-                last_error = ConnectError::Connect {
-                    addr,
-                    error: "timed out".to_owned(),
-                }
-            }
-        }
-        warn!("{last_error}");
+fn tcp_of(client: &ClientIo) -> &TcpStream {
+    match client {
+        Either::Left(tcp) => tcp,
+        Either::Right(tls) => tls.get_ref().0,
     }
-    Err(last_error)
 }
 
 /// Closes a refused connection with a reset, as nginx does when it leaves bytes unread.
-fn reject(client: TcpStream) {
-    let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+fn reject(client: ClientIo) {
+    let _ = socket2::SockRef::from(tcp_of(&client)).set_linger(Some(Duration::ZERO));
     drop(client);
+}
+
+type BoxedRelay = Pin<Box<dyn Future<Output = Transfer> + Send>>;
+
+pin_project! {
+    /// The copy phase: the allocation-free relay when both sides are plain TCP, the generic
+    /// one when a side speaks TLS.
+    #[project = RelayingProj]
+    enum Relaying {
+        Plain { #[pin] relay: Relay },
+        Tls { relay: BoxedRelay },
+    }
+}
+
+impl Relaying {
+    fn new(client: ClientIo, upstream: UpstreamIo, idle: Duration) -> Relaying {
+        match (client, upstream) {
+            (Either::Left(client), Either::Left(upstream)) => Relaying::Plain {
+                relay: Relay::new(client, upstream, idle),
+            },
+            (client, upstream) => Relaying::Tls {
+                relay: Box::pin(relay_io::relay(client, upstream, idle)),
+            },
+        }
+    }
+}
+
+impl Future for Relaying {
+    type Output = Transfer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Transfer> {
+        match self.project() {
+            RelayingProj::Plain { relay } => relay.poll(cx),
+            RelayingProj::Tls { relay } => relay.as_mut().poll(cx),
+        }
+    }
 }
 
 pin_project! {
     /// A session whose upstream is connected: exactly what the long copy phase keeps.
     struct Established {
         #[pin]
-        relay: Relay,
+        relay: Relaying,
         node: SocketAddr,
         route: Arc<Route>,
+        ctx: Ctx,
         started: Instant,
         span: tracing::Span,
         _pick: Pick,
@@ -145,6 +125,9 @@ impl Future for Established {
             end = %end,
             "session closed"
         );
+        for plugin in &this.route.plugins {
+            plugin.log(this.ctx);
+        }
         Poll::Ready(())
     }
 }
@@ -154,43 +137,85 @@ async fn establish(
     gateway: Arc<Gateway>,
     client: TcpStream,
     remote: SocketAddr,
+    tls: bool,
 ) -> Option<Established> {
     let server = client.local_addr().ok()?;
     let span = tracing::info_span!("conn", client = %remote, server = %server);
-    set_up(gateway, client, remote, server, span.clone())
+    set_up(gateway, client, remote, server, tls, span.clone())
         .instrument(span)
         .await
 }
 
-/// Matches the route, runs the pre-read phase and connects the upstream. `None`: the client
-/// was refused (and its connection closed).
+/// Matches the route (after the TLS handshake on TLS listeners), runs the pre-read phase and
+/// connects the upstream. `None`: the client was refused (and its connection closed).
 async fn set_up(
     gateway: Arc<Gateway>,
-    client: TcpStream,
+    tcp: TcpStream,
     remote: SocketAddr,
     server: SocketAddr,
+    tls: bool,
     span: tracing::Span,
 ) -> Option<Established> {
+    let accepted = Instant::now();
     let snapshot = gateway.snapshots.load();
-    let Some(route) = snapshot.routes.find(None, remote, server).cloned() else {
+    let fallback = gateway.fallback_sni.as_deref();
+    let (mut client, sni): (ClientIo, Option<String>) = if tls {
+        match accept::handshake(tcp, &snapshot.tls, fallback, gateway.handshake_timeout).await {
+            Ok(done) => (Either::Right(Box::new(done.stream)), Some(done.sni)),
+            Err(e) => {
+                warn!("{e}");
+                return None;
+            }
+        }
+    } else {
+        // APISIX applies fallback_sni to plain connections too when matching routes.
+        (Either::Left(tcp), fallback.map(normalize_sni))
+    };
+    let Some(route) = snapshot
+        .routes
+        .find(sni.as_deref(), remote, server)
+        .cloned()
+    else {
         info!("not hit any route");
         reject(client);
         return None;
     };
     drop(snapshot);
-    let vars = ConnVars {
-        remote,
-        server,
-        mqtt_client_id: None,
+    let mut ctx = Ctx {
+        vars: ConnVars {
+            remote,
+            server,
+            mqtt_client_id: None,
+        },
+        leases: Vec::new(),
     };
-    let preread: Vec<u8> = Vec::new();
+    let preread = match preread::run(
+        &route.plugins,
+        &mut ctx,
+        &mut client,
+        gateway.preread,
+        accepted,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(refused) => {
+            warn!(
+                "{} exits with status code {}",
+                refused.plugin, refused.reject.code
+            );
+            refuse(client, refused.reject.reply).await;
+            route.plugins.iter().for_each(|p| p.log(&ctx));
+            return None;
+        }
+    };
     let Some(upstream) = route.upstream.clone() else {
         warn!(route = %route.id, "no valid upstream node: the route's upstream does not exist");
         reject(client);
         return None;
     };
-    let started = Instant::now();
-    let connected = match connect(&upstream, &vars, &gateway.resolver).await {
+    let upstream_sni = if tls { sni.as_deref() } else { None };
+    let connected = match connect(&upstream, &ctx.vars, upstream_sni, &gateway.resolver).await {
         Ok(connected) => connected,
         Err(e) => {
             warn!(route = %route.id, "failed to connect to an upstream: {e}");
@@ -198,8 +223,7 @@ async fn set_up(
             return None;
         }
     };
-    let _ = client.set_nodelay(true);
-    let _ = connected.stream.set_nodelay(true);
+    let _ = tcp_of(&client).set_nodelay(true);
     let mut stream = connected.stream;
     if !preread.is_empty() {
         if let Err(e) = stream.write_all(&preread).await {
@@ -208,14 +232,27 @@ async fn set_up(
             return None;
         }
     }
+    drop(preread);
     Some(Established {
-        relay: Relay::new(client, stream, upstream.idle_timeout),
+        relay: Relaying::new(client, stream, upstream.idle_timeout),
         node: connected.addr,
         route,
-        started,
+        ctx,
+        started: accepted,
         span,
         _pick: connected.pick,
     })
+}
+
+/// Closes a connection a plugin refused: with a reset, or after writing the plugin's reply.
+async fn refuse(mut client: ClientIo, reply: Option<Vec<u8>>) {
+    match reply {
+        Some(bytes) => {
+            let _ = client.write_all(&bytes).await;
+            let _ = client.shutdown().await;
+        }
+        None => reject(client),
+    }
 }
 
 type SetUp = Pin<Box<dyn Future<Output = Option<Established>> + Send>>;
@@ -247,8 +284,8 @@ impl Future for Session {
 }
 
 /// The session task of one accepted client connection.
-pub fn serve(gateway: Arc<Gateway>, client: TcpStream, remote: SocketAddr) -> Session {
+pub fn serve(gateway: Arc<Gateway>, client: TcpStream, remote: SocketAddr, tls: bool) -> Session {
     Session::SettingUp {
-        set_up: Box::pin(establish(gateway, client, remote)),
+        set_up: Box::pin(establish(gateway, client, remote, tls)),
     }
 }

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::Value;
-use sg_model::Kind;
+use sg_model::{Keyring, Kind};
 
 use crate::route::{Route, RouteTable};
+use crate::tls::TlsTable;
 use crate::upstream::Upstream;
 
 /// Every stored object by kind and id, in store (id) order.
@@ -43,6 +44,8 @@ pub struct Snapshot {
     /// The store revision this snapshot reflects.
     pub revision: u64,
     pub routes: RouteTable,
+    /// Server SSL objects by SNI and client SSL objects by id.
+    pub tls: TlsTable,
     /// Compiled upstreams by key (`upstreams/<id>`, `stream_routes/<id>` for inline ones), kept
     /// so the next compilation can carry balancer state over.
     upstreams: HashMap<String, Arc<Upstream>>,
@@ -51,13 +54,19 @@ pub struct Snapshot {
 impl Snapshot {
     /// Compiles the full object set. Objects that cannot be compiled are logged and left out;
     /// `previous` lends its balancer state (least_conn counts) to unchanged nodes.
-    pub fn compile(revision: u64, objects: &ObjectSet, previous: Option<&Snapshot>) -> Snapshot {
+    pub fn compile(
+        revision: u64,
+        objects: &ObjectSet,
+        previous: Option<&Snapshot>,
+        keyring: &Keyring,
+    ) -> Snapshot {
+        let tls = TlsTable::compile(objects.of(Kind::Ssl), keyring, previous.map(|p| &p.tls));
         let mut upstreams = HashMap::new();
         let mut compile_upstream = |key: String, conf: &Value| -> Option<Arc<Upstream>> {
             let before = previous
                 .and_then(|p| p.upstreams.get(&key))
                 .map(Arc::as_ref);
-            match Upstream::compile(key.clone(), conf, before) {
+            match Upstream::compile(key.clone(), conf, before, &tls, keyring) {
                 Ok(upstream) => {
                     let upstream = Arc::new(upstream);
                     upstreams.insert(key, upstream.clone());
@@ -96,6 +105,7 @@ impl Snapshot {
         Snapshot {
             revision,
             routes: RouteTable::new(routes),
+            tls,
             upstreams,
         }
     }

@@ -1,12 +1,16 @@
 //! Compiled upstreams: nodes, balancer, hash key, timeouts and retry policy, built once per
 //! snapshot from the stored JSON.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ClientConfig;
 use serde_json::Value;
 use sg_balancer::{Algorithm, Balancer, NodeSpec};
 use sg_model::check::split_host_port;
+use sg_model::Keyring;
 
+use crate::tls::{client, server, TlsTable};
 use crate::vars::Var;
 
 /// nginx's default `proxy_connect_timeout`.
@@ -27,6 +31,8 @@ pub struct Upstream {
     /// Connect attempts after the first one.
     pub retries: usize,
     pub retry_timeout: Option<Duration>,
+    /// `scheme: "tls"`: the client configuration for the upstream handshake.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -98,12 +104,49 @@ fn bracket(host: &str) -> String {
     }
 }
 
+/// The upstream's TLS client configuration when its scheme is `tls`.
+fn tls_config(
+    conf: &Value,
+    ssls: &TlsTable,
+    keyring: &Keyring,
+) -> Result<Option<Arc<ClientConfig>>, String> {
+    if conf.get("scheme").and_then(Value::as_str) != Some("tls") {
+        return Ok(None);
+    }
+    let tls = conf.get("tls");
+    let verify = tls
+        .and_then(|t| t.get("verify"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let cert = match tls {
+        Some(tls) if tls.get("client_cert_id").is_some() => {
+            let id = match &tls["client_cert_id"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let cert = ssls
+                .client_cert(&id)
+                .ok_or_else(|| format!("failed to fetch upstream ssl object by id [{id}]"))?;
+            Some(cert)
+        }
+        Some(tls) if tls.get("client_cert").is_some() => {
+            let conf = serde_json::json!({"cert": tls["client_cert"], "key": tls["client_key"]});
+            server::chains(&conf, keyring)?.into_iter().next()
+        }
+        _ => None,
+    };
+    client::config(verify, cert).map(Some)
+}
+
 impl Upstream {
-    /// Compiles an upstream object; `previous` is the same upstream in the last snapshot.
+    /// Compiles an upstream object; `previous` is the same upstream in the last snapshot, and
+    /// `ssls` holds the client certificates `tls.client_cert_id` may name.
     pub fn compile(
         key: String,
         conf: &Value,
         previous: Option<&Upstream>,
+        ssls: &TlsTable,
+        keyring: &Keyring,
     ) -> Result<Upstream, String> {
         let nodes = nodes(conf)?;
         let algorithm = match conf
@@ -140,6 +183,7 @@ impl Upstream {
             .map_or(nodes.len().saturating_sub(1), |r| r as usize);
         let retry_timeout = seconds(conf.get("retry_timeout"));
         let balancer = Balancer::new(algorithm, nodes, previous.map(|p| &p.balancer));
+        let tls = tls_config(conf, ssls, keyring)?;
         Ok(Upstream {
             key,
             balancer,
@@ -148,6 +192,7 @@ impl Upstream {
             idle_timeout,
             retries,
             retry_timeout,
+            tls,
         })
     }
 }
@@ -158,13 +203,16 @@ mod tests {
 
     use super::*;
 
+    fn compile(key: String, conf: &Value) -> Result<Upstream, String> {
+        Upstream::compile(key, conf, None, &TlsTable::default(), &Keyring::default())
+    }
+
     #[test]
     fn compiles_both_node_forms_and_defaults() {
-        let up = Upstream::compile(
+        let up = compile(
             "upstreams/1".into(),
             &json!({"type": "chash", "key": "mqtt_client_id",
                     "nodes": {"127.0.0.1:1883": 1, "[::1]:1884": 2}}),
-            None,
         )
         .unwrap();
         let nodes = up.balancer.nodes();
@@ -178,11 +226,10 @@ mod tests {
         assert_eq!(up.connect_timeout, DEFAULT_CONNECT);
         assert_eq!(up.idle_timeout, DEFAULT_IDLE);
 
-        let listed = Upstream::compile(
+        let listed = compile(
             "stream_routes/1".into(),
             &json!({"nodes": [{"host": "::1", "port": 1, "weight": 1, "priority": -1}],
                     "retries": 0, "timeout": {"connect": 0.5, "send": 3, "read": 7}, "retry_timeout": 2}),
-            None,
         )
         .unwrap();
         assert_eq!(listed.balancer.nodes()[0].host, "[::1]");
@@ -195,18 +242,23 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_be_proxied() {
-        assert!(Upstream::compile("u".into(), &json!({"nodes": {"a.example": 1}}), None).is_err());
-        assert!(Upstream::compile(
+        assert!(compile("u".into(), &json!({"nodes": {"a.example": 1}})).is_err());
+        assert!(compile(
             "u".into(),
-            &json!({"service_name": "x", "discovery_type": "dns"}),
-            None
+            &json!({"service_name": "x", "discovery_type": "dns"})
         )
         .is_err());
-        assert!(Upstream::compile(
-            "u".into(),
-            &json!({"type": "ewma", "nodes": {"a:1": 1}}),
-            None
-        )
-        .is_err());
+        assert!(compile("u".into(), &json!({"type": "ewma", "nodes": {"a:1": 1}})).is_err());
+        let dangling =
+            json!({"nodes": {"a:1": 1}, "scheme": "tls", "tls": {"client_cert_id": "9"}});
+        assert!(compile("u".into(), &dangling).is_err());
+    }
+
+    #[test]
+    fn tls_scheme_builds_a_client_config() {
+        let plain = compile("u".into(), &json!({"nodes": {"a:1": 1}})).unwrap();
+        assert!(plain.tls.is_none());
+        let tls = compile("u".into(), &json!({"nodes": {"a:1": 1}, "scheme": "tls"})).unwrap();
+        assert!(tls.tls.is_some());
     }
 }

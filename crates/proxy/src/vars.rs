@@ -66,7 +66,7 @@ impl KeyBuf {
 
 impl ConnVars {
     /// The value of `var` as hash-key bytes, or `None` when the variable is unset.
-    fn get<'a>(&'a self, var: Var, buf: &'a mut KeyBuf) -> Option<&'a [u8]> {
+    pub(crate) fn get<'a>(&'a self, var: Var, buf: &'a mut KeyBuf) -> Option<&'a [u8]> {
         match var {
             Var::MqttClientId => self.mqtt_client_id.as_deref().map(str::as_bytes),
             Var::RemoteAddr => Some(buf.format(format_args!("{}", self.remote.ip()))),

@@ -1,14 +1,19 @@
 //! The `ConfigStore` trait: the single source of truth for stream routes, upstreams and SSL
-//! objects, with etcd-like revisions and a watch, and its embedded (redb) provider.
+//! objects, with etcd-like revisions and a watch, and its providers: embedded (redb), etcd
+//! (APISIX's key layout) and the standalone `apisix.yaml` file.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 mod embedded;
+mod etcd;
+mod yaml;
 
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 pub use embedded::EmbeddedStore;
+pub use etcd::EtcdStore;
+pub use yaml::YamlStore;
 
 /// A stored object with its etcd-style revisions.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +39,11 @@ pub enum Event {
         id: String,
         revision: u64,
     },
+    /// The provider resynchronised (a compacted etcd watch, a reloaded `apisix.yaml`): the
+    /// objects may have changed in any way, `list` them all again.
+    Reset {
+        revision: u64,
+    },
 }
 
 impl Event {
@@ -41,7 +51,7 @@ impl Event {
     pub fn revision(&self) -> u64 {
         match self {
             Event::Put { entry, .. } => entry.mod_revision,
-            Event::Delete { revision, .. } => *revision,
+            Event::Delete { revision, .. } | Event::Reset { revision } => *revision,
         }
     }
 }

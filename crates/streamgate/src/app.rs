@@ -7,6 +7,7 @@ use anyhow::Context;
 use sg_admin::{AdminConfig, AdminState};
 use sg_model::settings::{ConfigProvider, WELL_KNOWN_ADMIN_KEY};
 use sg_model::Settings;
+use sg_proxy::preread::PrereadLimits;
 use sg_proxy::resolve::Resolver;
 use sg_proxy::{Dataplane, Gateway};
 use sg_store::{ConfigStore, EmbeddedStore};
@@ -48,7 +49,7 @@ fn report(settings: &Settings) {
     }
 }
 
-fn open_store(settings: &Settings) -> Result<Arc<dyn ConfigStore>, StartError> {
+async fn open_store(settings: &Settings) -> Result<Arc<dyn ConfigStore>, StartError> {
     match settings.config_provider {
         ConfigProvider::Embedded => {
             let store = EmbeddedStore::open(&settings.embedded_path)
@@ -57,8 +58,24 @@ fn open_store(settings: &Settings) -> Result<Arc<dyn ConfigStore>, StartError> {
             info!(path = %settings.embedded_path.display(), "embedded config store open");
             Ok(Arc::new(store))
         }
-        other => Err(StartError::Usage(anyhow::anyhow!(
-            "invalid configuration `deployment.role_traditional.config_provider`: {other:?} is not available in this build yet; use embedded"
+        ConfigProvider::Etcd => {
+            let store = sg_store::EtcdStore::connect(&settings.etcd, settings.keyring.clone())
+                .await
+                .with_context(|| format!("loading the configuration from etcd {}", settings.etcd.hosts.join(", ")))
+                .map_err(StartError::Fatal)?;
+            Ok(Arc::new(store))
+        }
+        ConfigProvider::Yaml if settings.role == sg_model::settings::Role::DataPlane => {
+            let path = &settings.standalone_path;
+            let store = sg_store::YamlStore::open(path, settings.keyring.clone())
+                .await
+                .with_context(|| format!("opening the standalone configuration {}", path.display()))
+                .map_err(StartError::Fatal)?;
+            info!(path = %path.display(), "standalone configuration file, no Admin API");
+            Ok(Arc::new(store))
+        }
+        ConfigProvider::Yaml => Err(StartError::Usage(anyhow::anyhow!(
+            "invalid configuration `config_provider`: yaml (a standalone apisix.yaml) needs `deployment.role: data_plane` with `role_data_plane.config_provider: yaml`"
         ))),
     }
 }
@@ -68,9 +85,9 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     report(&settings);
     raise_file_limit();
-    let store = open_store(&settings)?;
+    let store = open_store(&settings).await?;
     sg_model::schema::schemas();
-    let snapshots = sg_proxy::run_compiler(store.clone())
+    let snapshots = sg_proxy::run_compiler(store.clone(), settings.keyring.clone())
         .await
         .context("loading the configuration from the store")
         .map_err(StartError::Fatal)?;
@@ -85,9 +102,16 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     };
     let resolver = Arc::new(Resolver::default());
     let refresh = resolver.spawn_refresh(snapshots.clone());
+    let preread = PrereadLimits {
+        buffer: settings.preread_buffer,
+        timeout: settings.preread_timeout,
+    };
     let gateway = Arc::new(Gateway {
         snapshots: snapshots.clone(),
         resolver,
+        preread,
+        fallback_sni: settings.fallback_sni.clone(),
+        handshake_timeout: settings.handshake_timeout,
     });
     let dataplane = Dataplane::start(listeners, gateway);
 

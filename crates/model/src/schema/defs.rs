@@ -246,16 +246,60 @@ fn plugin_meta() -> Value {
     }})
 }
 
-/// The `mqtt-proxy` plugin schema, with `_meta` injected as APISIX serves it.
+const PLUGIN_MARK: &str = "this is a mark for our injected plugin schema";
+
+/// The `mqtt-proxy` plugin schema, with `_meta` injected as APISIX serves it, plus
+/// streamgate's opt-in `reject_with_connack`.
 pub fn mqtt_proxy() -> Value {
     json!({
         "type": "object",
-        "$comment": "this is a mark for our injected plugin schema",
+        "$comment": PLUGIN_MARK,
         "properties": {
             "protocol_name": {"type": "string", "default": "MQTT"},
             "protocol_level": {"type": "integer"},
+            "reject_with_connack": {"type": "boolean", "default": false},
             "_meta": plugin_meta()
         },
         "required": ["protocol_level"]
+    })
+}
+
+/// The `ip-restriction` plugin schema.
+pub fn ip_restriction() -> Value {
+    let list = json!({"type": "array", "minItems": 1, "items": {"anyOf": ip_def()}});
+    json!({
+        "type": "object",
+        "$comment": PLUGIN_MARK,
+        "properties": {
+            "message": {"type": "string", "minLength": 1, "maxLength": 1024,
+                        "default": "Your IP address is not allowed"},
+            "response_code": {"type": "integer", "minimum": 403, "maximum": 404, "default": 403},
+            "whitelist": list,
+            "blacklist": list,
+            "_meta": plugin_meta()
+        },
+        "oneOf": [{"required": ["whitelist"]}, {"required": ["blacklist"]}]
+    })
+}
+
+/// The `limit-conn` plugin schema (the local policy; Redis policies are not shipped).
+pub fn limit_conn() -> Value {
+    json!({
+        "type": "object",
+        "$comment": PLUGIN_MARK,
+        "properties": {
+            "conn": {"type": "integer", "exclusiveMinimum": 0},
+            "burst": {"type": "integer", "minimum": 0},
+            "default_conn_delay": {"type": "number", "exclusiveMinimum": 0},
+            "only_use_default_delay": {"type": "boolean", "default": false},
+            "key_type": {"type": "string", "enum": ["var", "var_combination"], "default": "var"},
+            "key": {"type": "string"},
+            "rejected_code": {"type": "integer", "minimum": 200, "maximum": 599, "default": 503},
+            "rejected_msg": {"type": "string", "minLength": 1},
+            "allow_degradation": {"type": "boolean", "default": false},
+            "policy": {"type": "string", "enum": ["local"], "default": "local"},
+            "_meta": plugin_meta()
+        },
+        "required": ["conn", "burst", "default_conn_delay", "key"]
     })
 }

@@ -42,6 +42,8 @@ pub struct Schemas {
     pub upstream: Schema,
     pub ssl: Schema,
     pub mqtt_proxy: Schema,
+    pub ip_restriction: Schema,
+    pub limit_conn: Schema,
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
@@ -49,6 +51,8 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     upstream: Schema::compile(defs::upstream()),
     ssl: Schema::compile(defs::ssl()),
     mqtt_proxy: Schema::compile(defs::mqtt_proxy()),
+    ip_restriction: Schema::compile(defs::ip_restriction()),
+    limit_conn: Schema::compile(defs::limit_conn()),
 });
 
 /// The process-wide compiled schemas (compiled on first use; call at start-up to pay it early).
@@ -71,6 +75,8 @@ impl Schemas {
     pub fn plugin(&self, name: &str) -> Option<&Schema> {
         match name {
             "mqtt-proxy" => Some(&self.mqtt_proxy),
+            "ip-restriction" => Some(&self.ip_restriction),
+            "limit-conn" => Some(&self.limit_conn),
             _ => None,
         }
     }

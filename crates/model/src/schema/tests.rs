@@ -118,3 +118,33 @@ fn mqtt_proxy_requires_level() {
         Ok(())
     );
 }
+
+#[test]
+fn ip_restriction_and_limit_conn() {
+    let ip = &schemas().ip_restriction;
+    assert_eq!(
+        ip.validate(&json!({"whitelist": ["127.0.0.1", "10.0.0.0/8", "::1"]})),
+        Ok(())
+    );
+    assert_eq!(
+        ip.validate(&json!({})).unwrap_err(),
+        "value should match only one schema, but matches none"
+    );
+    assert_eq!(
+        ip.validate(&json!({"blacklist": []})).unwrap_err(),
+        "property \"blacklist\" validation failed: expect array to have at least 1 items"
+    );
+    let limit = &schemas().limit_conn;
+    assert_eq!(
+        limit.validate(
+            &json!({"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "remote_addr"})
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        limit
+            .validate(&json!({"conn": 0, "burst": 0, "default_conn_delay": 0.1, "key": "x"}))
+            .unwrap_err(),
+        "property \"conn\" validation failed: expected 0 to be greater than 0"
+    );
+}

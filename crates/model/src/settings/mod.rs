@@ -56,7 +56,8 @@ pub enum Role {
     ControlPlane,
 }
 
-/// Where objects are stored (`deployment.role_traditional.config_provider`).
+/// Where objects are stored: `config_provider` of the active role (`role_traditional`,
+/// `role_data_plane` or `role_control_plane`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigProvider {
     Embedded,
@@ -79,11 +80,19 @@ pub struct Settings {
     pub stream_listeners: Vec<StreamListener>,
     /// How long established connections may run after SIGTERM (`apisix.stream_proxy.drain_timeout`).
     pub drain_timeout: Duration,
+    /// The most client bytes read before choosing an upstream (`preread_buffer_size`, nginx's 16 KiB).
+    pub preread_buffer: usize,
+    /// How long a client may take to send them (`preread_timeout`, nginx's 30 s).
+    pub preread_timeout: Duration,
+    /// How long a TLS client may take to complete its handshake (`ssl_handshake_timeout`, 10 s).
+    pub handshake_timeout: Duration,
     pub fallback_sni: Option<String>,
     pub keyring: Keyring,
     pub role: Role,
     pub config_provider: ConfigProvider,
     pub embedded_path: PathBuf,
+    /// The standalone file (`config_provider: yaml`): `apisix.yaml` beside the config file.
+    pub standalone_path: PathBuf,
     pub admin: AdminSettings,
     pub etcd: EtcdSettings,
     /// One line per ignored key, to be logged at start.
@@ -112,7 +121,10 @@ impl Settings {
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?;
-        Settings::parse(&text)
+        let mut settings = Settings::parse(&text)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        settings.standalone_path = dir.join("apisix.yaml");
+        Ok(settings)
     }
 
     /// Parses and validates configuration text.
@@ -131,7 +143,13 @@ impl Settings {
         apisix.warn_unknown(KNOWN, &mut warnings);
         deployment.warn_unknown(KNOWN, &mut warnings);
 
-        let proxy_mode = match apisix.child("proxy_mode").str_or("http")? {
+        // Before `proxy_mode` (APISIX 3.x), `stream_proxy.only` chose stream-only or both.
+        let legacy_mode = match apisix.child("stream_proxy").child("only").value() {
+            None => "http",
+            Some(_) if apisix.child("stream_proxy").child("only").bool_or(true)? => "stream",
+            Some(_) => "http&stream",
+        };
+        let proxy_mode = match apisix.child("proxy_mode").str_or(legacy_mode)? {
             "http" => ProxyMode::Http,
             "stream" => ProxyMode::Stream,
             "http&stream" => ProxyMode::HttpAndStream,
@@ -146,6 +164,21 @@ impl Settings {
         let drain_timeout = Duration::from_secs_f64(
             stream_proxy
                 .child("drain_timeout")
+                .positive_number_or(30.0)?,
+        );
+        let preread_node = stream_proxy.child("preread_buffer_size");
+        let preread_buffer = preread_node.positive_number_or(16384.0)?;
+        if preread_buffer.fract() != 0.0 || preread_buffer > 1_048_576.0 {
+            return Err(preread_node.error("expected a whole number of bytes up to 1048576"));
+        }
+        let handshake_timeout = Duration::from_secs_f64(
+            stream_proxy
+                .child("ssl_handshake_timeout")
+                .positive_number_or(10.0)?,
+        );
+        let preread_timeout = Duration::from_secs_f64(
+            stream_proxy
+                .child("preread_timeout")
                 .positive_number_or(30.0)?,
         );
         let fallback_sni = apisix
@@ -166,10 +199,14 @@ impl Settings {
                 )))
             }
         };
-        let provider_node = deployment
-            .child("role_traditional")
-            .child("config_provider");
-        let config_provider = match provider_node.str_or("embedded")? {
+        // As APISIX: the active role's provider; a data plane reads etcd unless told otherwise.
+        let (role_key, default_provider) = match role {
+            Role::Traditional => ("role_traditional", "embedded"),
+            Role::DataPlane => ("role_data_plane", "etcd"),
+            Role::ControlPlane => ("role_control_plane", "etcd"),
+        };
+        let provider_node = deployment.child(role_key).child("config_provider");
+        let config_provider = match provider_node.str_or(default_provider)? {
             "embedded" => ConfigProvider::Embedded,
             "etcd" => ConfigProvider::Etcd,
             "yaml" => ConfigProvider::Yaml,
@@ -191,11 +228,15 @@ impl Settings {
             proxy_mode,
             stream_listeners,
             drain_timeout,
+            preread_buffer: preread_buffer as usize,
+            preread_timeout,
+            handshake_timeout,
             fallback_sni,
             keyring,
             role,
             config_provider,
             embedded_path,
+            standalone_path: PathBuf::from("conf/apisix.yaml"),
             admin,
             etcd,
             warnings,

@@ -101,3 +101,25 @@ fn http_side_keys_warn_once_each() {
         .iter()
         .any(|w| w.contains("`apisix.node_listen`")));
 }
+
+#[test]
+fn legacy_stream_proxy_only() {
+    let both =
+        Settings::parse("apisix:\n  stream_proxy:\n    only: false\n    tcp: [9100]\n").unwrap();
+    assert_eq!(both.proxy_mode, ProxyMode::HttpAndStream);
+    let only =
+        Settings::parse("apisix:\n  stream_proxy:\n    only: true\n    tcp: [9100]\n").unwrap();
+    assert_eq!(only.proxy_mode, ProxyMode::Stream);
+    let explicit =
+        Settings::parse("apisix:\n  proxy_mode: http\n  stream_proxy:\n    only: false\n").unwrap();
+    assert_eq!(explicit.proxy_mode, ProxyMode::Http);
+    let preread = Settings::parse(
+        "apisix:\n  stream_proxy:\n    preread_buffer_size: 4096\n    preread_timeout: 5\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (preread.preread_buffer, preread.preread_timeout),
+        (4096, Duration::from_secs(5))
+    );
+    assert!(Settings::parse("apisix:\n  stream_proxy:\n    preread_buffer_size: 1.5\n").is_err());
+}

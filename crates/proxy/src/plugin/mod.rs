@@ -1,0 +1,126 @@
+//! Stream plugins: a trait whose `preread` and `log` hooks default to no-ops, the per-connection
+//! context they share, and the compilation of a route's `plugins` into instances in APISIX's
+//! priority order.
+
+mod ip_restriction;
+mod limit_conn;
+mod mqtt_proxy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sg_model::resource::STREAM_PLUGINS;
+
+use crate::vars::ConnVars;
+
+/// Per-connection state the plugins read and write.
+pub struct Ctx {
+    pub vars: ConnVars,
+    /// Held for the session's whole life and dropped at its end (e.g. a limit-conn slot).
+    pub leases: Vec<Box<dyn Send + Sync>>,
+}
+
+/// Why pre-reading stopped before a plugin was satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputEnd {
+    /// The client closed (or half-closed) its side.
+    Closed,
+    /// The pre-read timeout passed.
+    Timeout,
+}
+
+impl std::fmt::Display for InputEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputEnd::Closed => "closed",
+            InputEnd::Timeout => "timeout",
+        })
+    }
+}
+
+/// The client bytes read so far; they are replayed to the upstream unchanged.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub data: &'a [u8],
+    /// Set when no more bytes will come.
+    pub end: Option<InputEnd>,
+}
+
+/// A refusal: the connection is closed, after `reply` is written if there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// The status APISIX would record (logged as `<plugin> exits with status code <code>`).
+    pub code: u16,
+    /// Bytes to send before closing (streamgate extensions only; APISIX never writes).
+    pub reply: Option<Vec<u8>>,
+}
+
+impl Reject {
+    pub fn silent(code: u16) -> Self {
+        Reject { code, reply: None }
+    }
+}
+
+/// What a plugin's `preread` decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Preread {
+    /// Done; run the next plugin.
+    Continue,
+    /// Call again once at least this many bytes (in total) were read, or the input ended.
+    NeedBytes(usize),
+    /// Wait this long, then run the next plugin.
+    Delay(Duration),
+    Reject(Reject),
+}
+
+/// A stream plugin. Instances are built once per route per snapshot.
+pub trait StreamPlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// APISIX's priority; higher runs first.
+    fn priority(&self) -> i32;
+
+    /// Runs after the route matched and before an upstream node is picked. It may ask for more
+    /// client bytes, delay the connection, or reject it (closing it without a byte).
+    fn preread(&self, _ctx: &mut Ctx, _input: Input<'_>) -> Preread {
+        Preread::Continue
+    }
+
+    /// Runs once when the session ends, whether it was proxied or rejected.
+    fn log(&self, _ctx: &Ctx) {}
+}
+
+/// Builds the enabled plugins of a route, highest priority first. `route_id` scopes state
+/// such as limit-conn counters.
+pub fn compile(
+    route_id: &str,
+    plugins: &Map<String, Value>,
+) -> Result<Vec<Arc<dyn StreamPlugin>>, String> {
+    let mut built: Vec<Arc<dyn StreamPlugin>> = Vec::new();
+    for (name, conf) in plugins {
+        if conf.pointer("/_meta/disable").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        let plugin: Arc<dyn StreamPlugin> = match name.as_str() {
+            "mqtt-proxy" => Arc::new(mqtt_proxy::MqttProxy::new(conf)),
+            "ip-restriction" => Arc::new(ip_restriction::IpRestriction::new(conf)?),
+            "limit-conn" => Arc::new(limit_conn::LimitConn::new(route_id, conf)?),
+            other => return Err(format!("unknown plugin [{other}]")),
+        };
+        built.push(plugin);
+    }
+    built.sort_by_key(|p| std::cmp::Reverse(p.priority()));
+    Ok(built)
+}
+
+/// The priority APISIX gives a shipped plugin.
+fn priority_of(name: &str) -> i32 {
+    STREAM_PLUGINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, p)| *p)
+}
+
+#[cfg(test)]
+mod tests;

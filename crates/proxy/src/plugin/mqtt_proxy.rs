@@ -1,0 +1,135 @@
+//! `mqtt-proxy`: reads the client's CONNECT, checks its protocol name and level against the
+//! route's conf, and exposes the client id as `mqtt_client_id` for chash upstreams. The CONNECT
+//! bytes reach the broker unchanged. Log lines and levels follow APISIX's plugin.
+
+use serde_json::Value;
+use sg_mqtt::{decode_connect, Connect, Decoded, Invalid};
+use tracing::{error, info};
+
+use super::{priority_of, Ctx, Input, Preread, Reject, StreamPlugin};
+
+/// The code APISIX's plugin returns on every refusal.
+const REFUSED: u16 = 503;
+/// CONNACK, MQTT 3.x: return code 0x01 "unacceptable protocol version".
+const CONNACK_V3_BAD_VERSION: &[u8] = &[0x20, 0x02, 0x00, 0x01];
+/// CONNACK, MQTT 5.0: reason 0x84 "unsupported protocol version", no properties.
+const CONNACK_V5_BAD_VERSION: &[u8] = &[0x20, 0x03, 0x00, 0x84, 0x00];
+
+pub struct MqttProxy {
+    protocol_name: String,
+    protocol_level: i64,
+    /// Answer a name/level mismatch with a CONNACK before closing (streamgate extension).
+    reject_with_connack: bool,
+    conf: String,
+}
+
+impl MqttProxy {
+    pub fn new(conf: &Value) -> Self {
+        MqttProxy {
+            protocol_name: conf
+                .get("protocol_name")
+                .and_then(Value::as_str)
+                .unwrap_or("MQTT")
+                .to_owned(),
+            protocol_level: conf
+                .get("protocol_level")
+                .and_then(Value::as_i64)
+                .unwrap_or(4),
+            reject_with_connack: conf
+                .get("reject_with_connack")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            conf: conf.to_string(),
+        }
+    }
+
+    fn refuse(&self) -> Preread {
+        Preread::Reject(Reject::silent(REFUSED))
+    }
+
+    /// Refuses a client speaking another protocol version, with a CONNACK if configured.
+    fn refuse_version(&self, client_level: u8) -> Preread {
+        let reply = self.reject_with_connack.then(|| {
+            if client_level == 5 {
+                CONNACK_V5_BAD_VERSION
+            } else {
+                CONNACK_V3_BAD_VERSION
+            }
+            .to_vec()
+        });
+        Preread::Reject(Reject {
+            code: REFUSED,
+            reply,
+        })
+    }
+
+    fn check(&self, ctx: &mut Ctx, connect: &Connect<'_>) -> Preread {
+        if connect.protocol_name != self.protocol_name.as_bytes() {
+            error!(
+                "expect protocol name: {}, but got {}",
+                self.protocol_name,
+                String::from_utf8_lossy(connect.protocol_name)
+            );
+            return self.refuse_version(connect.level);
+        }
+        if i64::from(connect.level) != self.protocol_level {
+            error!(
+                "expect protocol level: {}, but got {}",
+                self.protocol_level, connect.level
+            );
+            return self.refuse_version(connect.level);
+        }
+        let id = String::from_utf8_lossy(connect.client_id);
+        info!("mqtt client id: {id}");
+        if !id.is_empty() {
+            ctx.vars.mqtt_client_id = Some(id.into());
+        }
+        Preread::Continue
+    }
+}
+
+impl StreamPlugin for MqttProxy {
+    fn name(&self) -> &'static str {
+        "mqtt-proxy"
+    }
+
+    fn priority(&self) -> i32 {
+        priority_of(self.name())
+    }
+
+    fn preread(&self, ctx: &mut Ctx, input: Input<'_>) -> Preread {
+        match decode_connect(input.data) {
+            Decoded::Incomplete(needed) => match input.end {
+                None => Preread::NeedBytes(needed),
+                Some(end) if input.data.len() < 2 => {
+                    error!("failed to read the msg header: {end}");
+                    self.refuse()
+                }
+                Some(end) => {
+                    error!("failed to read the Connect Command: {end}");
+                    self.refuse()
+                }
+            },
+            Decoded::Invalid(Invalid::NotConnect(byte)) => {
+                error!("failed to parse the msg header: Received unexpected MQTT packet type+flags: {byte}");
+                self.refuse()
+            }
+            Decoded::Invalid(Invalid::UnsupportedLevel(level)) => {
+                error!(
+                    "expect protocol level: {}, but got {level}",
+                    self.protocol_level
+                );
+                self.refuse_version(level)
+            }
+            Decoded::Invalid(reason) => {
+                error!("failed to parse mqtt request: {reason}");
+                self.refuse()
+            }
+            Decoded::Connect(connect) => self.check(ctx, &connect),
+        }
+    }
+
+    fn log(&self, _ctx: &Ctx) {
+        info!("plugin log phase, conf: {}", self.conf);
+    }
+}

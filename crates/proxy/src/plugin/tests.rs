@@ -1,0 +1,216 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+
+fn ctx(remote: &str) -> Ctx {
+    Ctx {
+        vars: ConnVars {
+            remote: remote.parse().unwrap(),
+            server: "127.0.0.1:9100".parse().unwrap(),
+            mqtt_client_id: None,
+        },
+        leases: Vec::new(),
+    }
+}
+
+fn run(plugin: &dyn StreamPlugin, ctx: &mut Ctx, data: &[u8], end: Option<InputEnd>) -> Preread {
+    plugin.preread(ctx, Input { data, end })
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    text.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect()
+}
+
+fn only(name: &str, conf: serde_json::Value) -> Arc<dyn StreamPlugin> {
+    let map = json!({ name: conf });
+    compile("r1", map.as_object().unwrap()).unwrap().remove(0)
+}
+
+#[test]
+fn compiled_in_priority_order_and_disabled_skipped() {
+    let plugins = json!({
+        "mqtt-proxy": {"protocol_level": 4},
+        "limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "remote_addr"},
+        "ip-restriction": {"whitelist": ["127.0.0.1"]},
+    });
+    let built = compile("r", plugins.as_object().unwrap()).unwrap();
+    let names: Vec<_> = built.iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["ip-restriction", "limit-conn", "mqtt-proxy"]);
+    let disabled = json!({"mqtt-proxy": {"protocol_level": 4, "_meta": {"disable": true}}});
+    assert!(compile("r", disabled.as_object().unwrap())
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn ip_restriction_lists() {
+    let white = only(
+        "ip-restriction",
+        json!({"whitelist": ["127.0.0.0/24", "::1"]}),
+    );
+    assert_eq!(
+        run(&*white, &mut ctx("127.0.0.9:1"), b"", None),
+        Preread::Continue
+    );
+    assert_eq!(
+        run(&*white, &mut ctx("[::1]:1"), b"", None),
+        Preread::Continue
+    );
+    assert_eq!(
+        run(&*white, &mut ctx("127.0.1.1:1"), b"", None),
+        Preread::Reject(Reject::silent(403))
+    );
+    let black = only(
+        "ip-restriction",
+        json!({"blacklist": ["127.0.0.0/24"], "response_code": 404}),
+    );
+    assert_eq!(
+        run(&*black, &mut ctx("127.0.0.9:1"), b"", None),
+        Preread::Reject(Reject::silent(404))
+    );
+    assert_eq!(
+        run(&*black, &mut ctx("[::ffff:10.0.0.1]:1"), b"", None),
+        Preread::Continue
+    );
+}
+
+#[test]
+fn limit_conn_counts_for_the_session_life() {
+    let limit = only(
+        "limit-conn",
+        json!({"conn": 2, "burst": 1, "default_conn_delay": 0.5, "key": "remote_addr"}),
+    );
+    let mut sessions: Vec<Ctx> = Vec::new();
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        let mut c = ctx("127.0.0.7:1");
+        outcomes.push(run(&*limit, &mut c, b"", None));
+        sessions.push(c);
+    }
+    assert_eq!(outcomes[..2], [Preread::Continue, Preread::Continue]);
+    assert_eq!(outcomes[2], Preread::Delay(Duration::from_millis(500)));
+    assert_eq!(
+        outcomes[3..],
+        [
+            Preread::Reject(Reject::silent(503)),
+            Preread::Reject(Reject::silent(503))
+        ]
+    );
+    // Another key has its own count.
+    assert_eq!(
+        run(&*limit, &mut ctx("127.0.0.8:1"), b"", None),
+        Preread::Continue
+    );
+    // Ending a session frees its slot.
+    sessions.remove(0);
+    assert_eq!(
+        run(&*limit, &mut ctx("127.0.0.7:1"), b"", None),
+        Preread::Delay(Duration::from_millis(500))
+    );
+}
+
+#[test]
+fn limit_conn_var_combination() {
+    let limit = only(
+        "limit-conn",
+        json!({"conn": 1, "burst": 0, "default_conn_delay": 1,
+        "key_type": "var_combination", "key": "$remote_addr $server_port"}),
+    );
+    let mut first = ctx("127.0.0.5:1");
+    assert_eq!(run(&*limit, &mut first, b"", None), Preread::Continue);
+    assert_eq!(
+        run(&*limit, &mut ctx("127.0.0.5:2"), b"", None),
+        Preread::Reject(Reject::silent(503))
+    );
+    let unresolved = only(
+        "limit-conn",
+        json!({"conn": 1, "burst": 0, "default_conn_delay": 1,
+        "key_type": "var_combination", "key": "$http_x"}),
+    );
+    let mut a = ctx("127.0.0.6:1");
+    assert_eq!(run(&*unresolved, &mut a, b"", None), Preread::Continue);
+    assert_eq!(
+        run(&*unresolved, &mut ctx("127.0.0.6:1"), b"", None),
+        Preread::Continue
+    );
+}
+
+#[test]
+fn mqtt_proxy_reads_the_connect() {
+    let plugin = only(
+        "mqtt-proxy",
+        json!({"protocol_name": "MQTT", "protocol_level": 4}),
+    );
+    let connect = hex("10 0f 00 04 4d 51 54 54 04 02 00 3c 00 03 66 6f 6f");
+    let mut c = ctx("127.0.0.1:1");
+    assert!(matches!(run(&*plugin, &mut c, &[], None), Preread::NeedBytes(n) if n >= 1));
+    assert!(matches!(run(&*plugin, &mut c, &connect[..1], None), Preread::NeedBytes(n) if n >= 2));
+    assert_eq!(
+        run(&*plugin, &mut c, &connect[..5], None),
+        Preread::NeedBytes(17)
+    );
+    assert_eq!(run(&*plugin, &mut c, &connect, None), Preread::Continue);
+    assert_eq!(c.vars.mqtt_client_id.as_deref(), Some("foo"));
+
+    let empty_id = hex("10 0c 00 04 4d 51 54 54 04 02 00 3c 00 00");
+    let mut e = ctx("127.0.0.1:1");
+    assert_eq!(run(&*plugin, &mut e, &empty_id, None), Preread::Continue);
+    assert_eq!(e.vars.mqtt_client_id, None);
+}
+
+#[test]
+fn mqtt_proxy_refusals() {
+    let plugin = only("mqtt-proxy", json!({"protocol_level": 4}));
+    let refused = Preread::Reject(Reject::silent(503));
+    let mut c = ctx("127.0.0.1:1");
+    assert_eq!(run(&*plugin, &mut c, b"mmm", None), refused);
+    assert_eq!(run(&*plugin, &mut c, &hex("30 02 00 00"), None), refused);
+    let v5 = hex("10 0d 00 04 4d 51 54 54 05 02 00 3c 00 00 00");
+    assert_eq!(run(&*plugin, &mut c, &v5, None), refused);
+    let wrong_name = hex("10 0f 00 04 4d 51 49 73 04 02 00 3c 00 03 66 6f 6f");
+    assert_eq!(run(&*plugin, &mut c, &wrong_name, None), refused);
+    let truncated_id = hex("10 0f 00 04 4d 51 54 54 04 02 00 3c 00 09 66 6f 6f");
+    assert_eq!(run(&*plugin, &mut c, &truncated_id, None), refused);
+    assert_eq!(
+        run(&*plugin, &mut c, &hex("10 0f 00"), Some(InputEnd::Closed)),
+        refused
+    );
+    assert_eq!(run(&*plugin, &mut c, &[], Some(InputEnd::Timeout)), refused);
+}
+
+#[test]
+fn mqtt_proxy_connack_on_version_mismatch_when_asked() {
+    let plugin = only(
+        "mqtt-proxy",
+        json!({"protocol_level": 4, "reject_with_connack": true}),
+    );
+    let v5 = hex("10 0d 00 04 4d 51 54 54 05 02 00 3c 00 00 00");
+    assert_eq!(
+        run(&*plugin, &mut ctx("127.0.0.1:1"), &v5, None),
+        Preread::Reject(Reject {
+            code: 503,
+            reply: Some(vec![0x20, 0x03, 0x00, 0x84, 0x00])
+        })
+    );
+    let v5_route = only(
+        "mqtt-proxy",
+        json!({"protocol_level": 5, "reject_with_connack": true}),
+    );
+    let v311 = hex("10 0c 00 04 4d 51 54 54 04 02 00 3c 00 00");
+    assert_eq!(
+        run(&*v5_route, &mut ctx("127.0.0.1:1"), &v311, None),
+        Preread::Reject(Reject {
+            code: 503,
+            reply: Some(vec![0x20, 0x02, 0x00, 0x01])
+        })
+    );
+    // Malformed packets are never answered.
+    assert_eq!(
+        run(&*plugin, &mut ctx("127.0.0.1:1"), b"mmm", None),
+        Preread::Reject(Reject::silent(503))
+    );
+}

@@ -1,0 +1,139 @@
+//! TLS for stream connections: the SNI table of server SSL objects (one prebuilt rustls
+//! `ServerConfig` each), the handshake at accept time, and client TLS towards upstreams.
+
+pub mod accept;
+pub mod client;
+pub mod server;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use serde_json::Value;
+use sg_model::Keyring;
+
+/// The one crypto provider streamgate uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server SSL object, compiled.
+#[derive(Debug)]
+pub struct ServerSsl {
+    pub id: String,
+    pub config: Arc<ServerConfig>,
+    /// The stored object, to reuse this compilation while it is unchanged.
+    source: Value,
+}
+
+/// Lower-case, no trailing dot: how APISIX normalises SNIs on both sides.
+pub fn normalize_sni(sni: &str) -> String {
+    sni.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Server SSL objects by SNI, and client SSL objects by id.
+#[derive(Debug, Default)]
+pub struct TlsTable {
+    exact: HashMap<String, Arc<ServerSsl>>,
+    /// `*.x.com` objects keyed by `x.com`: they cover exactly one more label.
+    wildcard: HashMap<String, Arc<ServerSsl>>,
+    /// An object whose sni is `*`.
+    any: Option<Arc<ServerSsl>>,
+    /// `type: client` objects (upstream client certificates) by id.
+    clients: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl TlsTable {
+    /// Compiles every SSL object; `previous` lends unchanged compilations (and so their
+    /// session caches). Objects that fail are logged and left out.
+    pub fn compile<'a>(
+        objects: impl Iterator<Item = (&'a str, &'a Value)>,
+        keyring: &Keyring,
+        previous: Option<&TlsTable>,
+    ) -> TlsTable {
+        let reusable: HashMap<&str, &Arc<ServerSsl>> = previous
+            .map(|p| p.all_server().map(|s| (s.id.as_str(), s)).collect())
+            .unwrap_or_default();
+        let mut table = TlsTable::default();
+        for (id, conf) in objects {
+            if conf.get("status").and_then(Value::as_i64) == Some(0) {
+                continue;
+            }
+            if conf.get("type").and_then(Value::as_str) == Some("client") {
+                match server::chains(conf, keyring) {
+                    Ok(mut chains) if !chains.is_empty() => {
+                        table.clients.insert(id.to_owned(), chains.swap_remove(0));
+                    }
+                    Ok(_) => {}
+                    Err(reason) => tracing::warn!(ssl = %id, %reason, "client SSL object left out"),
+                }
+                continue;
+            }
+            let ssl = match reusable.get(id).filter(|s| s.source == *conf) {
+                Some(same) => Arc::clone(same),
+                None => match server::config(conf, keyring) {
+                    Ok(config) => Arc::new(ServerSsl {
+                        id: id.to_owned(),
+                        config,
+                        source: conf.clone(),
+                    }),
+                    Err(reason) => {
+                        tracing::warn!(ssl = %id, %reason, "SSL object left out of the snapshot");
+                        continue;
+                    }
+                },
+            };
+            let snis = conf
+                .get("snis")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for sni in conf
+                .get("sni")
+                .into_iter()
+                .chain(snis.iter())
+                .filter_map(Value::as_str)
+            {
+                let sni = normalize_sni(sni);
+                if sni == "*" {
+                    table.any = Some(ssl.clone());
+                } else if let Some(suffix) = sni.strip_prefix("*.") {
+                    table.wildcard.insert(suffix.to_owned(), ssl.clone());
+                } else {
+                    table.exact.insert(sni, ssl.clone());
+                }
+            }
+        }
+        table
+    }
+
+    fn all_server(&self) -> impl Iterator<Item = &Arc<ServerSsl>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(self.any.iter())
+    }
+
+    /// The SSL object serving `sni` (already normalised): exact, then a one-label wildcard,
+    /// then `*`.
+    pub fn find(&self, sni: &str) -> Option<&Arc<ServerSsl>> {
+        if let Some(ssl) = self.exact.get(sni) {
+            return Some(ssl);
+        }
+        let wildcard = sni
+            .split_once('.')
+            .filter(|(label, _)| !label.is_empty())
+            .and_then(|(_, parent)| self.wildcard.get(parent));
+        wildcard.or(self.any.as_ref())
+    }
+
+    /// A `type: client` SSL object's certificate, for upstream mTLS.
+    pub fn client_cert(&self, id: &str) -> Option<Arc<CertifiedKey>> {
+        self.clients.get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Server-side TLS from an SSL object: its certificate chains (RSA and ECDSA side by side), the
+//! protocol versions it allows, and client-certificate verification (CA, chain depth, CRLs).
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
+use serde_json::Value;
+use sg_model::{pem, Keyring};
+
+use super::provider;
+
+/// Picks, among an SSL object's certificates, the first whose key can sign with a scheme the
+/// client offers (so an ECDSA-only client gets the ECDSA chain).
+#[derive(Debug)]
+struct Chains(Vec<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Chains {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        self.0
+            .iter()
+            .find(|chain| chain.key.choose_scheme(schemes).is_some())
+            .or_else(|| self.0.first())
+            .cloned()
+    }
+}
+
+/// The certificate and key pairs of an SSL object, keys decrypted with the keyring.
+pub fn chains(conf: &Value, keyring: &Keyring) -> Result<Vec<Arc<CertifiedKey>>, String> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let mut pairs = vec![(text(conf.get("cert")), text(conf.get("key")))];
+    let list = |field: &str| {
+        conf.get(field)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for (cert, key) in list("certs").iter().zip(list("keys").iter()) {
+        pairs.push((text(Some(cert)), text(Some(key))));
+    }
+    pairs
+        .into_iter()
+        .map(|(cert, key)| {
+            let (cert, key) = cert.zip(key).ok_or("missing cert or key")?;
+            let key = keyring
+                .reveal(&key)
+                .ok_or("failed to decrypt the private key")?;
+            pem::certified_key(&cert, &key)
+        })
+        .collect()
+}
+
+fn versions(conf: &Value) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let wanted: Vec<&str> = conf
+        .get("ssl_protocols")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_else(|| vec!["TLSv1.2", "TLSv1.3"]);
+    // TLSv1.1 is not offered by rustls; an object asking only for it gets nothing to speak.
+    let mut versions = Vec::new();
+    if wanted.contains(&"TLSv1.2") {
+        versions.push(&rustls::version::TLS12);
+    }
+    if wanted.contains(&"TLSv1.3") {
+        versions.push(&rustls::version::TLS13);
+    }
+    versions
+}
+
+/// Client certificate verification with OpenSSL's verify depth: at most `depth - 1`
+/// intermediate certificates between the client's certificate and a trusted CA.
+#[derive(Debug)]
+struct DepthLimited {
+    inner: Arc<dyn ClientCertVerifier>,
+    max_intermediates: usize,
+    roots: Vec<CertificateDer<'static>>,
+}
+
+impl ClientCertVerifier for DepthLimited {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        // Clients may append the root itself; only real intermediates count.
+        let chain = intermediates
+            .iter()
+            .filter(|c| !self.roots.iter().any(|root| root.as_ref() == c.as_ref()))
+            .count();
+        if chain > self.max_intermediates {
+            return Err(rustls::Error::General(format!(
+                "client certificate chain has {chain} intermediates, verify depth allows {}",
+                self.max_intermediates
+            )));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn client_verifier(client: &Value) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let ca = client
+        .get("ca")
+        .and_then(Value::as_str)
+        .ok_or("client.ca is missing")?;
+    let roots = pem::parse_certs(ca).map_err(|e| format!("failed to validate client_cert: {e}"))?;
+    let mut store = RootCertStore::empty();
+    for root in &roots {
+        store
+            .add(root.clone())
+            .map_err(|e| format!("client.ca: {e}"))?;
+    }
+    let crls = match client.get("crl").and_then(Value::as_str) {
+        Some(text) => pem::parse_crls(text)?,
+        None => Vec::new(),
+    };
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
+        .with_crls(crls)
+        .allow_unknown_revocation_status()
+        .build()
+        .map_err(|e| format!("client verification: {e}"))?;
+    let depth = client.get("depth").and_then(Value::as_u64).unwrap_or(1);
+    Ok(Arc::new(DepthLimited {
+        inner,
+        max_intermediates: usize::try_from(depth.saturating_sub(1)).unwrap_or(usize::MAX),
+        roots,
+    }))
+}
+
+/// Builds the rustls configuration of one server SSL object. Each object gets its own session
+/// cache, so a session can only be resumed with the object that created it.
+pub fn config(conf: &Value, keyring: &Keyring) -> Result<Arc<ServerConfig>, String> {
+    let chains = chains(conf, keyring)?;
+    let versions = versions(conf);
+    if versions.is_empty() {
+        return Err(
+            "ssl_protocols allows no version this build speaks (TLSv1.2, TLSv1.3)".to_owned(),
+        );
+    }
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&versions)
+        .map_err(|e| e.to_string())?;
+    let builder = match conf.get("client") {
+        Some(client) => builder.with_client_cert_verifier(client_verifier(client)?),
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(
+        builder.with_cert_resolver(Arc::new(Chains(chains))),
+    ))
+}

@@ -1,0 +1,99 @@
+use serde_json::{json, Value};
+
+use super::*;
+
+fn self_signed(names: &[&str]) -> (String, String) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let c = rcgen::generate_simple_self_signed(names).unwrap();
+    (c.cert.pem(), c.key_pair.serialize_pem())
+}
+
+fn ssl(snis: &[&str]) -> Value {
+    let (cert, key) = self_signed(snis);
+    json!({"cert": cert, "key": key, "snis": snis})
+}
+
+fn table(objects: &[(&str, Value)], keyring: &Keyring) -> TlsTable {
+    TlsTable::compile(objects.iter().map(|(id, v)| (*id, v)), keyring, None)
+}
+
+fn found(t: &TlsTable, sni: &str) -> Option<String> {
+    t.find(sni).map(|s| s.id.clone())
+}
+
+#[test]
+fn sni_lookup_order() {
+    let t = table(
+        &[
+            ("exact", ssl(&["a.test.com"])),
+            ("wild", ssl(&["*.test.com"])),
+            ("star", {
+                let (cert, key) = self_signed(&["x"]);
+                json!({"sni": "*", "cert": cert, "key": key})
+            }),
+        ],
+        &Keyring::default(),
+    );
+    assert_eq!(found(&t, "a.test.com").as_deref(), Some("exact"));
+    assert_eq!(found(&t, "b.test.com").as_deref(), Some("wild"));
+    // A wildcard covers exactly one label; deeper names fall to `*`.
+    assert_eq!(found(&t, "a.b.test.com").as_deref(), Some("star"));
+    assert_eq!(found(&t, "test.com").as_deref(), Some("star"));
+    assert_eq!(found(&t, "other.org").as_deref(), Some("star"));
+}
+
+#[test]
+fn no_star_means_no_match_and_disabled_objects_are_ignored() {
+    let mut off = ssl(&["b.test.com"]);
+    off["status"] = json!(0);
+    let t = table(
+        &[("wild", ssl(&["*.test.com"])), ("off", off)],
+        &Keyring::default(),
+    );
+    assert_eq!(found(&t, "a.b.test.com"), None);
+    assert_eq!(found(&t, "b.test.com").as_deref(), Some("wild"));
+    assert_eq!(normalize_sni("A.Test.COM."), "a.test.com");
+}
+
+#[test]
+fn encrypted_keys_and_client_objects() {
+    let keyring = Keyring::apisix_default();
+    let mut sealed = ssl(&["mqtt.example.com"]);
+    sealed["key"] = json!(keyring.encrypt(sealed["key"].as_str().unwrap()));
+    let mut client = ssl(&["device"]);
+    client["type"] = json!("client");
+    let t = table(&[("s", sealed), ("c", client)], &keyring);
+    assert_eq!(found(&t, "mqtt.example.com").as_deref(), Some("s"));
+    assert!(t.client_cert("c").is_some());
+    assert!(
+        found(&t, "device").is_none(),
+        "client objects serve no handshake"
+    );
+}
+
+#[test]
+fn unchanged_objects_keep_their_compilation() {
+    let keyring = Keyring::default();
+    let object = ssl(&["a.test.com"]);
+    let first = table(&[("1", object.clone())], &keyring);
+    let objects = [("1", object)];
+    let second = TlsTable::compile(
+        objects.iter().map(|(id, v)| (*id, v)),
+        &keyring,
+        Some(&first),
+    );
+    assert!(Arc::ptr_eq(
+        &first.find("a.test.com").unwrap().config,
+        &second.find("a.test.com").unwrap().config
+    ));
+}
+
+#[test]
+fn protocol_versions() {
+    let mut only13 = ssl(&["a.test.com"]);
+    only13["ssl_protocols"] = json!(["TLSv1.3"]);
+    assert!(server::config(&only13, &Keyring::default()).is_ok());
+    let mut only11 = ssl(&["a.test.com"]);
+    only11["ssl_protocols"] = json!(["TLSv1.1"]);
+    assert!(server::config(&only11, &Keyring::default()).is_err());
+}
