@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/streamgate
 # System packages the tests need (real peers); installed when missing.
-APT_PACKAGES := mosquitto mosquitto-clients curl openssl
+APT_PACKAGES := mosquitto mosquitto-clients curl openssl etcd-server etcd-client
 
 .PHONY: build run test deps lint bench
 
@@ -29,3 +29,10 @@ lint:
 
 bench: build
 	$(CARGO) run --release -p sg-bench --bin idle-memory
+
+# Fuzzes the MQTT CONNECT decoder (cargo-fuzz on the stable toolchain); FUZZ_SECONDS=600 by default.
+FUZZ_SECONDS ?= 600
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run mqtt_connect -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1

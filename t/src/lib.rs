@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+pub mod etcd;
 pub mod mqtt;
 pub mod pki;
 pub mod tcp;
@@ -32,8 +33,30 @@ pub fn binary() -> PathBuf {
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
+    free_port_on("127.0.0.1")
+}
+
+/// Ports handed to servers come from below the kernel's ephemeral range (32768-60999), so the
+/// outgoing connections of parallel tests can never take one between its choice and its use.
+const SERVER_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A port that is free on `ip` now, picked at random from [`SERVER_PORTS`].
+pub fn free_port_on(ip: &str) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let span = SERVER_PORTS.end - SERVER_PORTS.start;
+        let port = u16::try_from(SERVER_PORTS.start + (hasher.finish() % u64::from(span)) as u32)
+            .expect("in range");
+        if TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The shipped `conf/config.yaml` with its ports replaced by free ones.
@@ -42,6 +65,7 @@ pub fn shipped_config(admin_port: u16, stream_port: u16) -> String {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/config.yaml"))
             .expect("conf/config.yaml");
     text.replace("port: 9180", &format!("port: {admin_port}"))
+        .replace("port: 9091", &format!("port: {}", free_port()))
         .replace("- 9100 ", &format!("- \"127.0.0.1:{stream_port}\" "))
 }
 
@@ -141,6 +165,31 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(20));
         }
         bail!("streamgate did not become ready: {}", self.log())
+    }
+
+    /// The text of the Prometheus exporter (`plugin_attr.prometheus.export_addr` of the config).
+    pub fn metrics(&self) -> String {
+        let after = self.config.split("export_addr:").nth(1).unwrap_or_default();
+        let port: u16 = after
+            .split("port:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .expect("export_addr port in the config");
+        let url = format!("http://127.0.0.1:{port}/apisix/prometheus/metrics");
+        let mut response = self.agent.get(&url).call().expect("metrics scrape");
+        response.body_mut().read_to_string().expect("metrics body")
+    }
+
+    /// The value of the metric line starting with `series` (name and labels), or 0.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
     }
 
     /// The gateway's process id.

@@ -2,7 +2,7 @@
 //! mosquitto_sub clients, with readiness taken from what they print (CONNACK, SUBACK).
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -12,14 +12,7 @@ use anyhow::{bail, Context, Result};
 /// How long a client or broker may take to come up or answer.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A free port on `ip`.
-pub fn free_port_on(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .expect("bind port 0")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+pub use crate::free_port_on;
 
 /// A mosquitto broker listening on one loopback address.
 pub struct Broker {

@@ -250,7 +250,7 @@ fn viewer_role_and_plugin_endpoints() {
     let list = gw.admin("GET", "/apisix/admin/plugins/list?subsystem=stream", "");
     assert_eq!(
         list.json(),
-        json!(["ip-restriction", "limit-conn", "mqtt-proxy"])
+        json!(["ip-restriction", "limit-conn", "mqtt-proxy", "prometheus"])
     );
     let schema = gw.admin("GET", "/apisix/admin/schema/upstream", "").json();
     assert_eq!(schema["additionalProperties"], false);

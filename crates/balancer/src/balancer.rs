@@ -91,17 +91,35 @@ impl Balancer {
     /// eligible untried node answers. `None` means every node was tried or is ineligible
     /// (weight 0, except a lone node or an all-zero round-robin group, as in APISIX).
     pub fn pick(&self, key: &[u8], tried: &Tried) -> Option<Pick> {
+        self.pick_where(key, tried, |_| true)
+    }
+
+    /// Like [`Balancer::pick`], also skipping the nodes `eligible` rejects (unhealthy ones).
+    ///
+    /// `chash` walks its ring clockwise past them, so a key whose node is eligible keeps it and
+    /// the others move to the next eligible node, as a ring without them would send them.
+    /// `roundrobin` hands a skipped turn to the next eligible slot and consumes the skipped
+    /// slots, so eligible nodes keep their weighted shares. A priority group with no eligible
+    /// node gives way to the next group. Deciding what to do when no node at all is eligible
+    /// (APISIX then uses all of them) is the caller's business.
+    pub fn pick_where(
+        &self,
+        key: &[u8],
+        tried: &Tried,
+        eligible: impl Fn(usize) -> bool,
+    ) -> Option<Pick> {
+        let usable = |index: usize| !tried.contains(index) && eligible(index);
         // APISIX runs no picker for a lone node (not even hashing the key), except least_conn,
         // which must still count the connection.
         if self.nodes.len() == 1 && self.algorithm != Algorithm::LeastConn {
-            return (!tried.contains(0)).then(|| Pick::plain(0));
+            return usable(0).then(|| Pick::plain(0));
         }
         self.groups.iter().find_map(|group| match &group.picker {
-            Picker::RoundRobin(schedule) => schedule.pick(tried).map(Pick::plain),
-            Picker::Chash(ring) => ring.pick(key, tried).map(Pick::plain),
+            Picker::RoundRobin(schedule) => schedule.pick(usable).map(Pick::plain),
+            Picker::Chash(ring) => ring.pick(key, usable).map(Pick::plain),
             Picker::LeastConn => {
                 let counters = self.counters.as_ref()?;
-                let index = counters.pick(&self.nodes, &group.members, tried)?;
+                let index = counters.pick(&self.nodes, &group.members, usable)?;
                 Some(Pick::counted(index, counters.get(index)))
             }
         })

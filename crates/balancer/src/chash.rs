@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::weights;
-use crate::{NodeSpec, Tried};
+use crate::NodeSpec;
 
 /// Points per unit of weight (resty.chash's `CONSISTENT_POINTS`).
 const POINTS_PER_UNIT: usize = 160;
@@ -46,9 +46,10 @@ impl Ring {
         }
     }
 
-    /// The node owning the first point at or after CRC32(`key`), wrapping around; on a retry,
-    /// the next untried node clockwise from there (a walk bounded by the ring size).
-    pub(crate) fn pick(&self, key: &[u8], tried: &Tried) -> Option<usize> {
+    /// The node owning the first point at or after CRC32(`key`), wrapping around; when that
+    /// node is not `usable` (tried, or unhealthy), the next usable node clockwise from there (a
+    /// walk bounded by the ring size).
+    pub(crate) fn pick(&self, key: &[u8], usable: impl Fn(usize) -> bool) -> Option<usize> {
         let len = self.points.len();
         let hash = crc32fast::hash(key);
         let start = match self.points.partition_point(|p| p.hash < hash) {
@@ -57,7 +58,7 @@ impl Ring {
         };
         (0..len)
             .map(|step| self.points[(start + step) % len].node as usize)
-            .find(|&node| !tried.contains(node))
+            .find(|&node| usable(node))
     }
 }
 
@@ -128,7 +129,7 @@ mod tests {
         ] {
             assert_eq!(crc32fast::hash(key.as_bytes()), crc, "{key}");
             assert_eq!(ring.points.partition_point(|p| p.hash < crc), slot, "{key}");
-            assert_eq!(ring.pick(key.as_bytes(), &Tried::default()), Some(owner));
+            assert_eq!(ring.pick(key.as_bytes(), |_| true), Some(owner));
         }
     }
 
@@ -150,7 +151,7 @@ mod tests {
         let ring = Ring::new(&nodes, &[0, 1, 2]);
         let mut tried = Tried::default();
         let mut seen = Vec::new();
-        while let Some(n) = ring.pick(b"key", &tried) {
+        while let Some(n) = ring.pick(b"key", |n| !tried.contains(n)) {
             seen.push(n);
             tried.insert(n);
         }
@@ -161,6 +162,6 @@ mod tests {
     #[test]
     fn empty_ring_picks_nothing() {
         let nodes = [node("a", 1, 0)];
-        assert_eq!(Ring::new(&nodes, &[0]).pick(b"k", &Tried::default()), None);
+        assert_eq!(Ring::new(&nodes, &[0]).pick(b"k", |_| true), None);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::{NodeSpec, Tried};
+use crate::NodeSpec;
 
 /// One active-connection counter per node, shared by every snapshot that has the same
 /// `host:port`, so connections opened under an older snapshot keep counting until they close.
@@ -35,18 +35,19 @@ impl Counters {
         &self.by_node[index]
     }
 
-    /// The untried member with weight > 0 and the lowest `(1 + active) / weight`; ties go to
-    /// the lowest index. Scores are compared by cross-multiplication to stay exact.
+    /// The `usable` (untried, healthy) member with weight > 0 and the lowest
+    /// `(1 + active) / weight`; ties go to the lowest index. Scores are compared by
+    /// cross-multiplication to stay exact.
     pub(crate) fn pick(
         &self,
         nodes: &[NodeSpec],
         members: &[usize],
-        tried: &Tried,
+        usable: impl Fn(usize) -> bool,
     ) -> Option<usize> {
         let mut best: Option<(usize, u128, u128)> = None;
         for &member in members {
             let weight = u128::from(nodes[member].weight);
-            if weight == 0 || tried.contains(member) {
+            if weight == 0 || !usable(member) {
                 continue;
             }
             let load = 1 + self.by_node[member].load(Ordering::Relaxed) as u128;
@@ -84,14 +85,14 @@ mod tests {
         let members = [0, 1, 2];
         // b holds 2 connections: (1+2)/3 = 1 ties with a's (1+0)/1 -> lowest index.
         counters.get(1).store(2, Ordering::Relaxed);
-        assert_eq!(counters.pick(&nodes, &members, &Tried::default()), Some(0));
+        assert_eq!(counters.pick(&nodes, &members, |_| true), Some(0));
         counters.get(0).store(1, Ordering::Relaxed);
-        assert_eq!(counters.pick(&nodes, &members, &Tried::default()), Some(1));
+        assert_eq!(counters.pick(&nodes, &members, |_| true), Some(1));
         let mut tried = Tried::default();
         tried.insert(0);
         tried.insert(1);
         assert_eq!(
-            counters.pick(&nodes, &members, &tried),
+            counters.pick(&nodes, &members, |n| !tried.contains(n)),
             None,
             "weight 0 never"
         );

@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::weights;
-use crate::{NodeSpec, Tried};
+use crate::NodeSpec;
 
 /// Longest cycle kept. Past it, weights are scaled down proportionally (see `weights::units`),
 /// so the long-run shares become approximate only for extreme weight spreads.
@@ -37,17 +37,23 @@ impl Schedule {
         }
     }
 
-    /// The next slot's node; on a retry, the first untried node from there (bounded by the
-    /// cycle length, which contains every eligible node).
-    pub(crate) fn pick(&self, tried: &Tried) -> Option<usize> {
+    /// The next slot's node; when it is not `usable` (tried, or unhealthy), the first usable
+    /// node from there (bounded by the cycle length, which contains every eligible node). The
+    /// skipped slots are consumed too, so that usable nodes keep their weighted shares instead
+    /// of the node after a skipped one taking its turns.
+    pub(crate) fn pick(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
         let len = self.slots.len();
         if len == 0 {
             return None;
         }
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        (0..len)
-            .map(|step| self.slots[start.wrapping_add(step) % len] as usize)
-            .find(|&node| !tried.contains(node))
+        let (skipped, node) = (0..len)
+            .map(|step| (step, self.slots[start.wrapping_add(step) % len] as usize))
+            .find(|&(_, node)| usable(node))?;
+        if skipped > 0 {
+            self.cursor.fetch_add(skipped, Ordering::Relaxed);
+        }
+        Some(node)
     }
 }
 
@@ -108,7 +114,7 @@ mod tests {
         let schedule = Schedule::new(&nodes, &[0, 1, 2, 3]);
         let mut counts = [0; 4];
         for _ in 0..6 {
-            counts[schedule.pick(&Tried::default()).unwrap()] += 1;
+            counts[schedule.pick(|_| true).unwrap()] += 1;
         }
         assert_eq!(counts, [1, 2, 3, 0]);
     }
@@ -119,7 +125,7 @@ mod tests {
         let schedule = Schedule::new(&nodes, &[0, 1, 2]);
         let mut counts = [0; 3];
         for _ in 0..30 {
-            counts[schedule.pick(&Tried::default()).unwrap()] += 1;
+            counts[schedule.pick(|_| true).unwrap()] += 1;
         }
         assert_eq!(counts, [10, 10, 10]);
     }
@@ -131,9 +137,22 @@ mod tests {
         let mut tried = Tried::default();
         tried.insert(0);
         for _ in 0..10 {
-            assert_eq!(schedule.pick(&tried), Some(1));
+            assert_eq!(schedule.pick(|n| !tried.contains(n)), Some(1));
         }
         tried.insert(1);
-        assert_eq!(schedule.pick(&tried), None);
+        assert_eq!(schedule.pick(|n| !tried.contains(n)), None);
+    }
+
+    #[test]
+    fn skipped_nodes_give_their_turns_away_in_proportion() {
+        // Weights 3, 2, 1 with node 0 unusable: over whole cycles nodes 1 and 2 keep 2:1,
+        // instead of node 1 also taking node 0's three turns.
+        let nodes = nodes(&[3, 2, 1]);
+        let schedule = Schedule::new(&nodes, &[0, 1, 2]);
+        let mut counts = [0; 3];
+        for _ in 0..300 {
+            counts[schedule.pick(|n| n != 0).unwrap()] += 1;
+        }
+        assert_eq!(counts, [0, 200, 100]);
     }
 }

@@ -1,5 +1,6 @@
-//! Checks that `Balancer::pick` (first picks, retries over up to 64 nodes, and dropping least_conn
-//! picks) never allocates, by counting this thread's allocations.
+//! Checks that `Balancer::pick` and `pick_where` (first picks, retries over up to 64 nodes,
+//! skipping unhealthy nodes, and dropping least_conn picks) never allocate, by counting this
+//! thread's allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -65,5 +66,17 @@ fn picks_do_not_allocate() {
         });
         assert_eq!(picked, nodes.len(), "{algorithm:?}");
         assert_eq!(count, 0, "{algorithm:?} allocated");
+
+        let mut tried = Tried::default();
+        let healthy = |i: usize| i % 3 != 1;
+        let mut picked = 0;
+        let count = allocations_during(|| {
+            while let Some(pick) = balancer.pick_where(b"mqtt-client-7", &tried, healthy) {
+                tried.insert(pick.index);
+                picked += 1;
+            }
+        });
+        assert_eq!(picked, (0..nodes.len()).filter(|&i| healthy(i)).count());
+        assert_eq!(count, 0, "{algorithm:?} allocated skipping unhealthy nodes");
     }
 }

@@ -51,4 +51,5 @@ pub const STREAM_PLUGINS: &[(&str, i32)] = &[
     ("ip-restriction", 3000),
     ("limit-conn", 1003),
     ("mqtt-proxy", 1000),
+    ("prometheus", 500),
 ];

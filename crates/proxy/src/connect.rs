@@ -12,6 +12,8 @@ use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 use tracing::{info, warn};
 
+use crate::health::{self, Outcome};
+use crate::metrics::{NodeLabels, METRICS};
 use crate::resolve::Resolver;
 use crate::upstream::Upstream;
 use crate::vars::{key_buf, ConnVars};
@@ -83,7 +85,7 @@ pub async fn connect(
         }
         let mut buf = key_buf();
         let key = vars.hash_key(up.hash_var, &mut buf);
-        let Some(pick) = up.balancer.pick(key, &tried) else {
+        let Some(pick) = health::pick(up, key, &tried) else {
             break;
         };
         tried.insert(pick.index);
@@ -100,12 +102,25 @@ pub async fn connect(
             }
         };
         let addr = SocketAddr::new(ip, node.port);
-        info!("proxy request to {addr}");
-        let error = match timeout(up.connect_timeout, connect_node(up, addr, sni)).await {
-            Ok(Ok(stream)) => return Ok(Connected { stream, addr, pick }),
-            Ok(Err(error)) => error,
-            Err(_) => "timed out".to_owned(),
+        let labels = NodeLabels {
+            upstream: up.key.clone(),
+            node: node.address(),
         };
+        if attempt > 0 {
+            METRICS.retries.get_or_create(&labels).inc();
+        }
+        info!("proxy request to {addr}");
+        let (error, outcome) = match timeout(up.connect_timeout, connect_node(up, addr, sni)).await
+        {
+            Ok(Ok(stream)) => {
+                health::report_connect(up, pick.index, Outcome::Success);
+                return Ok(Connected { stream, addr, pick });
+            }
+            Ok(Err(error)) => (error, Outcome::TcpFailure),
+            Err(_) => ("timed out".to_owned(), Outcome::Timeout),
+        };
+        health::report_connect(up, pick.index, outcome);
+        METRICS.connect_failures.get_or_create(&labels).inc();
         last_error = ConnectError::Connect { addr, error };
         warn!("{last_error}");
     }

@@ -6,7 +6,9 @@
 pub mod compiler;
 pub mod connect;
 pub mod copy;
+pub mod health;
 pub mod listener;
+pub mod metrics;
 pub mod plugin;
 pub mod preread;
 pub mod relay_io;

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 use sg_model::check::parse_ip_or_cidr;
 
+use crate::metrics::RouteMetrics;
 use crate::plugin::{self, StreamPlugin};
 use crate::upstream::Upstream;
 
@@ -24,6 +25,7 @@ pub struct Route {
     pub upstream: Option<Arc<Upstream>>,
     /// The route's enabled plugins, highest priority first.
     pub plugins: Vec<Arc<dyn StreamPlugin>>,
+    pub metrics: RouteMetrics,
 }
 
 impl std::fmt::Debug for dyn StreamPlugin {
@@ -61,8 +63,11 @@ impl Route {
                 .and_then(Value::as_str)
                 .map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
             upstream,
+            metrics: RouteMetrics::for_route(id),
             plugins: match conf.get("plugins").and_then(Value::as_object) {
-                Some(plugins) => plugin::compile(id, plugins)?,
+                Some(plugins) => {
+                    plugin::compile(id, conf.get("name").and_then(Value::as_str), plugins)?
+                }
                 None => Vec::new(),
             },
         })

@@ -20,6 +20,7 @@ use tracing::{info, warn, Instrument};
 use crate::compiler::SnapshotHandle;
 use crate::connect::{connect, UpstreamIo};
 use crate::copy::{Relay, Transfer};
+use crate::metrics::{ReasonLabels, METRICS};
 use crate::plugin::Ctx;
 use crate::preread::{self, PrereadLimits};
 use crate::relay_io;
@@ -99,6 +100,7 @@ pin_project! {
         node: SocketAddr,
         route: Arc<Route>,
         ctx: Ctx,
+        replayed: u64,
         started: Instant,
         span: tracing::Span,
         _pick: Pick,
@@ -116,6 +118,12 @@ impl Future for Established {
             to_client,
             end,
         } = ready!(this.relay.poll(cx));
+        // Pre-read bytes were replayed to the upstream before the relay started.
+        let to_upstream = to_upstream + *this.replayed;
+        let metrics = &this.route.metrics;
+        metrics.active.dec();
+        metrics.to_upstream.inc_by(to_upstream);
+        metrics.to_client.inc_by(to_client);
         info!(
             route = %this.route.id,
             node = %this.node,
@@ -164,6 +172,10 @@ async fn set_up(
             Ok(done) => (Either::Right(Box::new(done.stream)), Some(done.sni)),
             Err(e) => {
                 warn!("{e}");
+                METRICS
+                    .tls_handshake_failures
+                    .get_or_create(&ReasonLabels { reason: e.reason() })
+                    .inc();
                 return None;
             }
         }
@@ -232,12 +244,15 @@ async fn set_up(
             return None;
         }
     }
+    let replayed = preread.len() as u64;
     drop(preread);
+    route.metrics.active.inc();
     Some(Established {
         relay: Relaying::new(client, stream, upstream.idle_timeout),
         node: connected.addr,
         route,
         ctx,
+        replayed,
         started: accepted,
         span,
         _pick: connected.pick,

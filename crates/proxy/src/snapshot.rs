@@ -110,6 +110,11 @@ impl Snapshot {
         }
     }
 
+    /// Every compiled upstream (named and inline), in no particular order.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.upstreams.values()
+    }
+
     /// Node hosts that are domain names, to be resolved before a connection needs them.
     pub fn domains(&self) -> impl Iterator<Item = &str> {
         self.upstreams

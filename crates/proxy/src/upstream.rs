@@ -10,6 +10,7 @@ use sg_balancer::{Algorithm, Balancer, NodeSpec};
 use sg_model::check::split_host_port;
 use sg_model::Keyring;
 
+use crate::health::UpstreamHealth;
 use crate::tls::{client, server, TlsTable};
 use crate::vars::Var;
 
@@ -33,6 +34,8 @@ pub struct Upstream {
     pub retry_timeout: Option<Duration>,
     /// `scheme: "tls"`: the client configuration for the upstream handshake.
     pub tls: Option<Arc<ClientConfig>>,
+    /// Node health when the upstream has `checks`; carried over from `previous` by node.
+    pub health: Option<Arc<UpstreamHealth>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -182,6 +185,8 @@ impl Upstream {
             .and_then(Value::as_u64)
             .map_or(nodes.len().saturating_sub(1), |r| r as usize);
         let retry_timeout = seconds(conf.get("retry_timeout"));
+        let before = previous.and_then(|p| p.health.as_deref());
+        let health = UpstreamHealth::new(&key, conf, &nodes, before).map(Arc::new);
         let balancer = Balancer::new(algorithm, nodes, previous.map(|p| &p.balancer));
         let tls = tls_config(conf, ssls, keyring)?;
         Ok(Upstream {
@@ -193,6 +198,7 @@ impl Upstream {
             retries,
             retry_timeout,
             tls,
+            health,
         })
     }
 }

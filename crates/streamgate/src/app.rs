@@ -1,6 +1,7 @@
 //! Wiring: store, snapshot compiler, stream listeners, Admin API, and the drain on
 //! SIGTERM/SIGINT.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,7 +14,10 @@ use sg_proxy::{Dataplane, Gateway};
 use sg_store::{ConfigStore, EmbeddedStore};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 use tracing::{info, warn};
+
+use crate::exporter;
 
 /// Why start-up failed: a configuration the user must fix (exit 64), or anything else.
 pub enum StartError {
@@ -115,24 +119,25 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     });
     let dataplane = Dataplane::start(listeners, gateway);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut admin_task = None;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
     if settings.admin_enabled() {
-        let listener = TcpListener::bind(settings.admin.listen)
-            .await
-            .with_context(|| format!("binding the Admin API on {}", settings.admin.listen))
-            .map_err(StartError::Fatal)?;
-        info!(addr = %settings.admin.listen, "Admin API listening");
         let state = AdminState {
             config: Arc::new(AdminConfig::from_settings(&settings)),
             store,
             applied: Some(snapshots.published()),
         };
-        let mut stop = stop_rx.clone();
-        admin_task = Some(tokio::spawn(sg_admin::serve(listener, state, async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        })));
+        let listener = bind("Admin API", settings.admin.listen).await?;
+        servers.push((
+            "Admin API",
+            tokio::spawn(sg_admin::serve(listener, state, stopped(&stop_rx))),
+        ));
     }
+    let listener = bind("Prometheus exporter", settings.prometheus_addr).await?;
+    servers.push((
+        "Prometheus exporter",
+        tokio::spawn(exporter::serve(listener, stopped(&stop_rx))),
+    ));
 
     wait_for_signal().await.map_err(StartError::Fatal)?;
     info!(drain_timeout = ?settings.drain_timeout, "shutting down: closing listeners");
@@ -145,15 +150,33 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         );
     }
     refresh.abort();
-    if let Some(task) = admin_task {
+    for (name, task) in servers {
         match task.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "Admin API stopped with an error"),
-            Err(e) => warn!(error = %e, "Admin API task failed"),
+            Ok(Err(e)) => warn!(error = %e, "{name} stopped with an error"),
+            Err(e) => warn!(error = %e, "{name} task failed"),
         }
     }
     info!("stopped");
     Ok(())
+}
+
+/// Binds an HTTP server's listener.
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} on {addr}"))
+        .map_err(StartError::Fatal)?;
+    info!(%addr, "{what} listening");
+    Ok(listener)
+}
+
+/// Resolves once the stop signal is given.
+fn stopped(stop: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut stop = stop.clone();
+    async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

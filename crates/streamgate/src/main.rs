@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod exporter;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

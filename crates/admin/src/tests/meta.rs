@@ -10,7 +10,7 @@ async fn plugin_list_and_schemas() {
         h.call("GET", "/apisix/admin/plugins/list?subsystem=stream", "")
             .await
             .text,
-        r#"["ip-restriction","limit-conn","mqtt-proxy"]"#
+        r#"["ip-restriction","limit-conn","mqtt-proxy","prometheus"]"#
     );
     assert_eq!(
         h.call("GET", "/apisix/admin/plugins/list", "").await.text,

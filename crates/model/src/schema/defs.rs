@@ -303,3 +303,15 @@ pub fn limit_conn() -> Value {
         "required": ["conn", "burst", "default_conn_delay", "key"]
     })
 }
+
+/// The `prometheus` stream plugin schema.
+pub fn prometheus() -> Value {
+    json!({
+        "type": "object",
+        "$comment": PLUGIN_MARK,
+        "properties": {
+            "prefer_name": {"type": "boolean", "default": false},
+            "_meta": plugin_meta()
+        }
+    })
+}

@@ -44,6 +44,7 @@ pub struct Schemas {
     pub mqtt_proxy: Schema,
     pub ip_restriction: Schema,
     pub limit_conn: Schema,
+    pub prometheus: Schema,
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
@@ -53,6 +54,7 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     mqtt_proxy: Schema::compile(defs::mqtt_proxy()),
     ip_restriction: Schema::compile(defs::ip_restriction()),
     limit_conn: Schema::compile(defs::limit_conn()),
+    prometheus: Schema::compile(defs::prometheus()),
 });
 
 /// The process-wide compiled schemas (compiled on first use; call at start-up to pay it early).
@@ -77,6 +79,7 @@ impl Schemas {
             "mqtt-proxy" => Some(&self.mqtt_proxy),
             "ip-restriction" => Some(&self.ip_restriction),
             "limit-conn" => Some(&self.limit_conn),
+            "prometheus" => Some(&self.prometheus),
             _ => None,
         }
     }

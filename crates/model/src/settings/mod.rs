@@ -95,12 +95,15 @@ pub struct Settings {
     pub standalone_path: PathBuf,
     pub admin: AdminSettings,
     pub etcd: EtcdSettings,
+    /// Where Prometheus metrics are served (`plugin_attr.prometheus.export_addr`).
+    pub prometheus_addr: std::net::SocketAddr,
     /// One line per ignored key, to be logged at start.
     pub warnings: Vec<String>,
 }
 
 /// Top-level and `apisix.*` / `deployment.*` keys streamgate reads.
 const KNOWN: &[&str] = &[
+    "plugin_attr",
     "apisix",
     "deployment",
     "apisix.proxy_mode",
@@ -224,7 +227,14 @@ impl Settings {
         );
         let admin = admin::parse(&deployment.child("admin"), &mut warnings)?;
         let etcd = parse_etcd(&deployment.child("etcd"))?;
+        let prometheus_addr = parse_export_addr(
+            &root
+                .child("plugin_attr")
+                .child("prometheus")
+                .child("export_addr"),
+        )?;
         Ok(Settings {
+            prometheus_addr,
             proxy_mode,
             stream_listeners,
             drain_timeout,
@@ -247,6 +257,25 @@ impl Settings {
     pub fn admin_enabled(&self) -> bool {
         self.role != Role::DataPlane
     }
+}
+
+/// `{ip, port}` of the Prometheus exporter, APISIX's 127.0.0.1:9091 by default.
+fn parse_export_addr(node: &Node<'_>) -> Result<std::net::SocketAddr, ConfigError> {
+    let ip_node = node.child("ip");
+    let ip: std::net::IpAddr = ip_node
+        .str_or("127.0.0.1")?
+        .parse()
+        .map_err(|_| ip_node.error("expected an IP address"))?;
+    let port_node = node.child("port");
+    let port = match port_node.value() {
+        None => 9091,
+        Some(v) => v
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| port_node.error("expected a port number in 1-65535"))?,
+    };
+    Ok(std::net::SocketAddr::new(ip, port))
 }
 
 fn parse_keyring(node: &Node<'_>) -> Result<Keyring, ConfigError> {

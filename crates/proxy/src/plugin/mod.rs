@@ -5,6 +5,7 @@
 mod ip_restriction;
 mod limit_conn;
 mod mqtt_proxy;
+mod prometheus;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,9 +93,10 @@ pub trait StreamPlugin: Send + Sync {
 }
 
 /// Builds the enabled plugins of a route, highest priority first. `route_id` scopes state
-/// such as limit-conn counters.
+/// such as limit-conn counters and labels metrics (or `route_name`, where asked).
 pub fn compile(
     route_id: &str,
+    route_name: Option<&str>,
     plugins: &Map<String, Value>,
 ) -> Result<Vec<Arc<dyn StreamPlugin>>, String> {
     let mut built: Vec<Arc<dyn StreamPlugin>> = Vec::new();
@@ -106,6 +108,7 @@ pub fn compile(
             "mqtt-proxy" => Arc::new(mqtt_proxy::MqttProxy::new(conf)),
             "ip-restriction" => Arc::new(ip_restriction::IpRestriction::new(conf)?),
             "limit-conn" => Arc::new(limit_conn::LimitConn::new(route_id, conf)?),
+            "prometheus" => Arc::new(prometheus::Prometheus::new(route_id, route_name, conf)),
             other => return Err(format!("unknown plugin [{other}]")),
         };
         built.push(plugin);

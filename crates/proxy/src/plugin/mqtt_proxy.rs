@@ -3,10 +3,11 @@
 //! bytes reach the broker unchanged. Log lines and levels follow APISIX's plugin.
 
 use serde_json::Value;
-use sg_mqtt::{decode_connect, Connect, Decoded, Invalid};
+use sg_mqtt::{decode_connect, protocol, Connect, Decoded, Invalid};
 use tracing::{error, info};
 
-use super::{priority_of, Ctx, Input, Preread, Reject, StreamPlugin};
+use super::{priority_of, Ctx, Input, InputEnd, Preread, Reject, StreamPlugin};
+use crate::metrics::{ReasonLabels, METRICS};
 
 /// The code APISIX's plugin returns on every refusal.
 const REFUSED: u16 = 503;
@@ -43,12 +44,14 @@ impl MqttProxy {
         }
     }
 
-    fn refuse(&self) -> Preread {
+    fn refuse(&self, reason: &'static str) -> Preread {
+        count(reason);
         Preread::Reject(Reject::silent(REFUSED))
     }
 
     /// Refuses a client speaking another protocol version, with a CONNACK if configured.
-    fn refuse_version(&self, client_level: u8) -> Preread {
+    fn refuse_version(&self, reason: &'static str, client_level: u8) -> Preread {
+        count(reason);
         let reply = self.reject_with_connack.then(|| {
             if client_level == 5 {
                 CONNACK_V5_BAD_VERSION
@@ -70,14 +73,14 @@ impl MqttProxy {
                 self.protocol_name,
                 String::from_utf8_lossy(connect.protocol_name)
             );
-            return self.refuse_version(connect.level);
+            return self.refuse_version("protocol_name", connect.level);
         }
         if i64::from(connect.level) != self.protocol_level {
             error!(
                 "expect protocol level: {}, but got {}",
                 self.protocol_level, connect.level
             );
-            return self.refuse_version(connect.level);
+            return self.refuse_version("protocol_level", connect.level);
         }
         let id = String::from_utf8_lossy(connect.client_id);
         info!("mqtt client id: {id}");
@@ -85,6 +88,20 @@ impl MqttProxy {
             ctx.vars.mqtt_client_id = Some(id.into());
         }
         Preread::Continue
+    }
+}
+
+fn count(reason: &'static str) {
+    METRICS
+        .mqtt_rejected
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+}
+
+fn incomplete(end: InputEnd) -> &'static str {
+    match end {
+        InputEnd::Closed => "closed_early",
+        InputEnd::Timeout => "timeout",
     }
 }
 
@@ -103,27 +120,42 @@ impl StreamPlugin for MqttProxy {
                 None => Preread::NeedBytes(needed),
                 Some(end) if input.data.len() < 2 => {
                     error!("failed to read the msg header: {end}");
-                    self.refuse()
+                    self.refuse(incomplete(end))
                 }
                 Some(end) => {
                     error!("failed to read the Connect Command: {end}");
-                    self.refuse()
+                    self.refuse(incomplete(end))
                 }
             },
             Decoded::Invalid(Invalid::NotConnect(byte)) => {
                 error!("failed to parse the msg header: Received unexpected MQTT packet type+flags: {byte}");
-                self.refuse()
+                self.refuse("not_connect")
+            }
+            // APISIX checks the name before the level.
+            Decoded::Invalid(Invalid::UnsupportedLevel(level))
+                if protocol(input.data)
+                    .is_some_and(|(name, _)| name != self.protocol_name.as_bytes()) =>
+            {
+                let name = protocol(input.data)
+                    .map(|(name, _)| name)
+                    .unwrap_or_default();
+                error!(
+                    "expect protocol name: {}, but got {}",
+                    self.protocol_name,
+                    String::from_utf8_lossy(name)
+                );
+                self.refuse_version("protocol_name", level)
             }
             Decoded::Invalid(Invalid::UnsupportedLevel(level)) => {
                 error!(
                     "expect protocol level: {}, but got {level}",
                     self.protocol_level
                 );
-                self.refuse_version(level)
+                self.refuse_version("protocol_level", level)
             }
             Decoded::Invalid(reason) => {
                 error!("failed to parse mqtt request: {reason}");
-                self.refuse()
+                self.refuse("malformed")
             }
             Decoded::Connect(connect) => self.check(ctx, &connect),
         }

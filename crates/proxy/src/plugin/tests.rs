@@ -27,7 +27,9 @@ fn hex(text: &str) -> Vec<u8> {
 
 fn only(name: &str, conf: serde_json::Value) -> Arc<dyn StreamPlugin> {
     let map = json!({ name: conf });
-    compile("r1", map.as_object().unwrap()).unwrap().remove(0)
+    compile("r1", None, map.as_object().unwrap())
+        .unwrap()
+        .remove(0)
 }
 
 #[test]
@@ -37,11 +39,11 @@ fn compiled_in_priority_order_and_disabled_skipped() {
         "limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "remote_addr"},
         "ip-restriction": {"whitelist": ["127.0.0.1"]},
     });
-    let built = compile("r", plugins.as_object().unwrap()).unwrap();
+    let built = compile("r", None, plugins.as_object().unwrap()).unwrap();
     let names: Vec<_> = built.iter().map(|p| p.name()).collect();
     assert_eq!(names, ["ip-restriction", "limit-conn", "mqtt-proxy"]);
     let disabled = json!({"mqtt-proxy": {"protocol_level": 4, "_meta": {"disable": true}}});
-    assert!(compile("r", disabled.as_object().unwrap())
+    assert!(compile("r", None, disabled.as_object().unwrap())
         .unwrap()
         .is_empty());
 }

@@ -24,6 +24,18 @@ pub enum HandshakeError {
     Failed(std::io::Error),
 }
 
+impl HandshakeError {
+    /// A short, bounded label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HandshakeError::NoSni => "no_sni",
+            HandshakeError::NoCertificate(_) => "no_certificate",
+            HandshakeError::Timeout => "timeout",
+            HandshakeError::Failed(_) => "handshake_error",
+        }
+    }
+}
+
 /// A completed TLS handshake and the SNI it was made for.
 pub struct Handshake {
     pub stream: TlsStream<TcpStream>,

@@ -1,3 +1,5 @@
+//! The standalone provider: parsing, checks, variables and reloads of `apisix.yaml`.
+
 use serde_json::json;
 
 use super::*;
