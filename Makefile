@@ -27,8 +27,24 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
+# Benchmarks, not part of `test`: criterion micro-benchmarks, then every scenario against
+# mosquitto, streamgate and HAProxy 2.6; rewrites docs/benchmarks.md. Sizes are flags of
+# mqtt-bench, e.g. `make bench BENCH_ARGS='--rounds 5 --idle-clients 8000'` (see `--help`).
+BENCH_ARGS ?=
+BENCH_DIR := $(or $(CARGO_TARGET_DIR),target)/bench-results
+CRITERION := --output-format bencher --warm-up-time 1 --measurement-time 2
 bench: build
-	$(CARGO) run --release -p sg-bench --bin idle-memory
+	@missing=""; for p in haproxy mosquitto; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+		for s in $$missing; do service $$s stop >/dev/null 2>&1 || true; done; \
+	fi
+	@mkdir -p $(BENCH_DIR)
+	$(CARGO) bench -p sg-mqtt --bench connect -- $(CRITERION) > $(BENCH_DIR)/mqtt.txt && cat $(BENCH_DIR)/mqtt.txt
+	$(CARGO) bench -p sg-balancer --bench chash -- $(CRITERION) > $(BENCH_DIR)/balancer.txt && cat $(BENCH_DIR)/balancer.txt
+	$(CARGO) run --release -p sg-bench --bin mqtt-bench -- \
+		--micro $(BENCH_DIR)/mqtt.txt --micro $(BENCH_DIR)/balancer.txt $(BENCH_ARGS)
 
 # Fuzzes the MQTT CONNECT decoder (cargo-fuzz on the stable toolchain); FUZZ_SECONDS=600 by default.
 FUZZ_SECONDS ?= 600

@@ -114,3 +114,35 @@ pub fn hex(text: &str) -> Vec<u8> {
         .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
         .collect()
 }
+
+/// An upstream that keeps every connection open until the client closes it, and records when
+/// each one closed: the broker's view of a drain.
+pub struct HoldingServer {
+    pub addr: SocketAddr,
+    closed: std::sync::Arc<parking_lot::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl HoldingServer {
+    pub fn start(ip: &str) -> Result<HoldingServer> {
+        let listener = TcpListener::bind((ip, 0))?;
+        let addr = listener.local_addr()?;
+        let closed = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let record = closed.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 256];
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                    record.lock().push(std::time::Instant::now());
+                });
+            }
+        });
+        Ok(HoldingServer { addr, closed })
+    }
+
+    /// When the connections closed so far closed.
+    pub fn closed(&self) -> Vec<std::time::Instant> {
+        self.closed.lock().clone()
+    }
+}

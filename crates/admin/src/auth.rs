@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 use sg_model::settings::AdminRole;
+use subtle::ConstantTimeEq;
 
 use crate::reply;
 use crate::AdminConfig;
@@ -38,7 +39,14 @@ pub fn check_token(
     let Some(token) = token else {
         return Err(unauthorized("missing apikey"));
     };
-    let Some(key) = config.keys.iter().find(|k| k.key == token) else {
+    // Compare with every key in constant time, so timing reveals nothing about any of them.
+    let matched = config.keys.iter().fold(None, |found, k| {
+        match bool::from(k.key.as_bytes().ct_eq(token.as_bytes())) {
+            true => Some(k),
+            false => found,
+        }
+    });
+    let Some(key) = matched else {
         return Err(unauthorized("wrong apikey"));
     };
     if key.role == AdminRole::Viewer && method != Method::GET {

@@ -11,6 +11,9 @@ use sg_model::Kind;
 use crate::reply;
 use crate::{auth, body, crud, meta, patch, AdminState};
 
+/// The longest a request (its body included) may take.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A request addressed to a resource collection or object.
 pub struct Target {
     pub kind: Kind,
@@ -31,7 +34,10 @@ pub async fn handle(State(state): State<AdminState>, request: Request) -> Respon
     if request.method() == Method::OPTIONS && state.config.cors {
         return reply::preflight();
     }
-    let mut response = route(&state, request).await;
+    let mut response = match tokio::time::timeout(REQUEST_TIMEOUT, route(&state, request)).await {
+        Ok(response) => response,
+        Err(_) => reply::error(StatusCode::REQUEST_TIMEOUT, "request timed out"),
+    };
     if state.config.cors {
         reply::add_cors(&mut response);
     }

@@ -16,15 +16,22 @@ mod patch;
 mod reply;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::{ConnectInfo, Request};
 use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use ipnet::IpNet;
 use sg_model::settings::{AdminKey, Settings};
 use sg_model::Keyring;
 use sg_store::ConfigStore;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 /// What the Admin API needs from the settings.
 #[derive(Clone, Debug)]
@@ -84,16 +91,50 @@ pub fn router(state: AdminState) -> Router {
     Router::new().fallback(dispatch::handle).with_state(state)
 }
 
-/// Serves the Admin API on `listener` until `shutdown` resolves.
+/// How long a client may take to send a request's headers, and how long an idle keep-alive
+/// connection is kept.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves the Admin API on `listener` until `shutdown` resolves, then lets open requests finish.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state);
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Admin API accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = app
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(client));
+                request
+            });
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %client, "Admin API connection ended");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 #[cfg(test)]

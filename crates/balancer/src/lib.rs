@@ -4,6 +4,8 @@
 //! A [`Balancer`] is built once per upstream when a config snapshot is compiled; everything a
 //! pick needs (rings, schedules, counters) is precomputed then, so [`Balancer::pick`] only reads
 //! immutable tables and touches atomics. It never allocates and never locks.
+//! [`Balancer::pick_where`] also skips nodes the caller rejects (the unhealthy ones): `chash`
+//! walks its ring past them, so keys whose node is eligible never move.
 //!
 //! ```
 //! use sg_balancer::{Algorithm, Balancer, NodeSpec, Tried};

@@ -110,8 +110,8 @@ pub async fn connect(
             METRICS.retries.get_or_create(&labels).inc();
         }
         info!("proxy request to {addr}");
-        let (error, outcome) = match timeout(up.connect_timeout, connect_node(up, addr, sni)).await
-        {
+        let connected = timeout(up.connect_timeout, connect_node(up, addr, sni)).await;
+        let (error, outcome) = match connected {
             Ok(Ok(stream)) => {
                 health::report_connect(up, pick.index, Outcome::Success);
                 return Ok(Connected { stream, addr, pick });

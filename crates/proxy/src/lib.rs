@@ -6,6 +6,7 @@
 pub mod compiler;
 pub mod connect;
 pub mod copy;
+pub mod drain;
 pub mod health;
 pub mod listener;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub mod resolve;
 pub mod route;
 pub mod session;
 pub mod snapshot;
+pub mod storm;
 pub mod tls;
 pub mod upstream;
 pub mod vars;

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::metrics::METRICS;
 use crate::session::{self, Gateway};
 
 /// Pause after an accept error (such as running out of file descriptors) before trying again.
@@ -114,6 +115,10 @@ async fn accept_loop(
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
         match accepted {
+            Ok((client, remote)) if !gateway.storm.admit(remote.ip()) => {
+                METRICS.refuse("client_rate");
+                let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+            }
             Ok((client, remote)) => {
                 sessions.spawn(session::serve(gateway.clone(), client, remote, tls));
             }

@@ -20,12 +20,14 @@ use tracing::{info, warn, Instrument};
 use crate::compiler::SnapshotHandle;
 use crate::connect::{connect, UpstreamIo};
 use crate::copy::{Relay, Transfer};
+use crate::drain::{CloseFlag, Drainer};
 use crate::metrics::{ReasonLabels, METRICS};
 use crate::plugin::Ctx;
 use crate::preread::{self, PrereadLimits};
 use crate::relay_io;
 use crate::resolve::Resolver;
 use crate::route::Route;
+use crate::storm::StormGuard;
 use crate::tls::{accept, normalize_sni};
 use crate::vars::ConnVars;
 
@@ -38,6 +40,10 @@ pub struct Gateway {
     pub fallback_sni: Option<String>,
     /// The longest a TLS client may take to complete its handshake.
     pub handshake_timeout: Duration,
+    /// Per-client connection rates and the handshake cap.
+    pub storm: StormGuard,
+    /// Paced draining, when `drain_rate` is set.
+    pub drainer: Option<Arc<Drainer>>,
 }
 
 /// The client side of a session.
@@ -101,6 +107,7 @@ pin_project! {
         route: Arc<Route>,
         ctx: Ctx,
         replayed: u64,
+        close: Option<Arc<CloseFlag>>,
         started: Instant,
         span: tracing::Span,
         _pick: Pick,
@@ -113,6 +120,11 @@ impl Future for Established {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let _in_span = this.span.enter();
+        if this.close.as_ref().is_some_and(|flag| flag.poll_closed(cx)) {
+            this.route.metrics.active.dec();
+            info!(route = %this.route.id, node = %this.node, "session closed: its node is draining");
+            return Poll::Ready(());
+        }
         let Transfer {
             to_upstream,
             to_client,
@@ -168,6 +180,11 @@ async fn set_up(
     let snapshot = gateway.snapshots.load();
     let fallback = gateway.fallback_sni.as_deref();
     let (mut client, sni): (ClientIo, Option<String>) = if tls {
+        let Ok(_slot) = gateway.storm.handshake() else {
+            METRICS.refuse("handshake_limit");
+            reject(Either::Left(tcp));
+            return None;
+        };
         match accept::handshake(tcp, &snapshot.tls, fallback, gateway.handshake_timeout).await {
             Ok(done) => (Either::Right(Box::new(done.stream)), Some(done.sni)),
             Err(e) => {
@@ -245,6 +262,12 @@ async fn set_up(
         }
     }
     let replayed = preread.len() as u64;
+    let close = gateway.drainer.as_ref().map(|drainer| {
+        drainer.register(
+            &upstream.key,
+            upstream.balancer.nodes()[connected.pick.index].address(),
+        )
+    });
     drop(preread);
     route.metrics.active.inc();
     Some(Established {
@@ -253,6 +276,7 @@ async fn set_up(
         route,
         ctx,
         replayed,
+        close,
         started: accepted,
         span,
         _pick: connected.pick,

@@ -115,6 +115,16 @@ impl Snapshot {
         self.upstreams.values()
     }
 
+    /// Every (upstream key, node `host:port`) the snapshot can send sessions to.
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, String)> {
+        self.upstreams.iter().flat_map(|(key, u)| {
+            u.balancer
+                .nodes()
+                .iter()
+                .map(move |n| (key.as_str(), n.address()))
+        })
+    }
+
     /// Node hosts that are domain names, to be resolved before a connection needs them.
     pub fn domains(&self) -> impl Iterator<Item = &str> {
         self.upstreams

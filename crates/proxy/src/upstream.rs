@@ -75,6 +75,10 @@ fn nodes(conf: &Value) -> Result<Vec<NodeSpec>, String> {
             .collect(),
         Some(Value::Array(list)) => list
             .iter()
+            // A draining node takes no new sessions and loses its established ones (paced).
+            .filter(|node| {
+                node.pointer("/metadata/draining").and_then(Value::as_bool) != Some(true)
+            })
             .map(|node| {
                 let host = node.get("host").and_then(Value::as_str).unwrap_or_default();
                 let port = node

@@ -1,5 +1,5 @@
-//! Wiring: store, snapshot compiler, stream listeners, Admin API, and the drain on
-//! SIGTERM/SIGINT.
+//! Wiring: store, snapshot compiler, stream listeners, health checkers, Admin and control APIs,
+//! and the drain on SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +8,10 @@ use anyhow::Context;
 use sg_admin::{AdminConfig, AdminState};
 use sg_model::settings::{ConfigProvider, WELL_KNOWN_ADMIN_KEY};
 use sg_model::Settings;
+use sg_proxy::drain::Drainer;
 use sg_proxy::preread::PrereadLimits;
 use sg_proxy::resolve::Resolver;
+use sg_proxy::storm::StormGuard;
 use sg_proxy::{Dataplane, Gateway};
 use sg_store::{ConfigStore, EmbeddedStore};
 use tokio::net::TcpListener;
@@ -110,16 +112,21 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         buffer: settings.preread_buffer,
         timeout: settings.preread_timeout,
     };
+    let drainer = Drainer::new(settings.drain_rate);
+    let drain_task = drainer.as_ref().map(|d| d.spawn(snapshots.clone()));
     let gateway = Arc::new(Gateway {
         snapshots: snapshots.clone(),
-        resolver,
+        resolver: resolver.clone(),
         preread,
         fallback_sni: settings.fallback_sni.clone(),
         handshake_timeout: settings.handshake_timeout,
+        storm: StormGuard::new(settings.storm),
+        drainer: drainer.clone(),
     });
     let dataplane = Dataplane::start(listeners, gateway);
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let checkers = sg_proxy::health::spawn_manager(snapshots.clone(), resolver, stop_rx.clone());
     let mut servers = Vec::new();
     if settings.admin_enabled() {
         let state = AdminState {
@@ -139,9 +146,23 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         tokio::spawn(exporter::serve(listener, stopped(&stop_rx))),
     ));
 
+    if let Some(listener) = bind_control(&settings).await? {
+        let state = sg_control::ControlState {
+            snapshots: snapshots.clone(),
+            prefix: settings.etcd.prefix.trim_end_matches('/').to_owned(),
+        };
+        servers.push((
+            "control API",
+            tokio::spawn(sg_control::serve(listener, state, stopped(&stop_rx))),
+        ));
+    }
+
     wait_for_signal().await.map_err(StartError::Fatal)?;
     info!(drain_timeout = ?settings.drain_timeout, "shutting down: closing listeners");
     let _ = stop_tx.send(true);
+    if let Some(drainer) = &drainer {
+        drainer.drain_all();
+    }
     let cut = dataplane.drain(settings.drain_timeout).await;
     if cut > 0 {
         warn!(
@@ -150,6 +171,12 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         );
     }
     refresh.abort();
+    if let Some(task) = drain_task {
+        task.abort();
+    }
+    if let Err(e) = checkers.await {
+        warn!(error = %e, "health checker task failed");
+    }
     for (name, task) in servers {
         match task.await {
             Ok(Ok(())) => {}
@@ -169,6 +196,27 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
         .map_err(StartError::Fatal)?;
     info!(%addr, "{what} listening");
     Ok(listener)
+}
+
+/// The control API's listener. Its default address (127.0.0.1:9090) may be taken by another
+/// gateway on the host: then it is not served, with a warning; a configured one must bind.
+async fn bind_control(settings: &Settings) -> Result<Option<TcpListener>, StartError> {
+    let Some(control) = &settings.control else {
+        return Ok(None);
+    };
+    if control.configured {
+        return bind("control API", control.listen).await.map(Some);
+    }
+    match TcpListener::bind(control.listen).await {
+        Ok(listener) => {
+            info!(addr = %control.listen, "control API listening");
+            Ok(Some(listener))
+        }
+        Err(e) => {
+            warn!(addr = %control.listen, error = %e, "the control API is not served: its default address is taken (set apisix.control to move it)");
+            Ok(None)
+        }
+    }
 }
 
 /// Resolves once the stop signal is given.

@@ -140,3 +140,80 @@ async fn head_needs_no_key_and_unknown_paths_are_404() {
         r#"{"error_msg":"Unsupported resource type: routes"}"#
     );
 }
+
+/// Every route the Admin API serves, with every method it routes.
+fn every_route() -> Vec<(&'static str, String)> {
+    let mut routes = Vec::new();
+    for resource in ["stream_routes", "upstreams", "ssls"] {
+        for path in [
+            format!("/apisix/admin/{resource}"),
+            format!("/apisix/admin/{resource}/1"),
+            format!("/apisix/admin/{resource}/1/desc"),
+        ] {
+            for method in ["GET", "PUT", "POST", "PATCH", "DELETE"] {
+                routes.push((method, path.clone()));
+            }
+        }
+    }
+    for path in [
+        "/apisix/admin/plugins/list",
+        "/apisix/admin/plugins/mqtt-proxy",
+        "/apisix/admin/schema/ssl",
+        "/apisix/admin/schema/plugins/mqtt-proxy",
+        "/apisix/admin/plugins/reload",
+        "/apisix/admin/schema/validate/stream_routes",
+        "/apisix/admin/unknown/1",
+    ] {
+        for method in ["GET", "PUT", "POST", "PATCH", "DELETE"] {
+            routes.push((method, path.to_owned()));
+        }
+    }
+    routes
+}
+
+#[tokio::test]
+async fn every_route_needs_a_key_and_viewers_never_write() {
+    let h = Harness::new();
+    h.call(
+        "PUT",
+        "/apisix/admin/upstreams/1",
+        r#"{"nodes":{"127.0.0.1:1":1}}"#,
+    )
+    .await;
+    let before = h.revision();
+    for (method, path) in every_route() {
+        let anonymous = h.send(method, &path, &[], "{}", "127.0.0.1:1").await;
+        assert_eq!(
+            anonymous.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}: {}",
+            anonymous.text
+        );
+        let viewer = h
+            .send(method, &path, &[("x-api-key", VIEWER)], "{}", "127.0.0.1:1")
+            .await;
+        if method == "GET" {
+            assert_ne!(viewer.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        } else {
+            assert_eq!(viewer.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            assert_eq!(
+                viewer.json()["description"],
+                "invalid method for role viewer"
+            );
+        }
+    }
+    assert_eq!(h.revision(), before, "nothing was written");
+    // The two exceptions.
+    assert_eq!(
+        h.send("HEAD", "/apisix/admin", &[], "", "127.0.0.1:1")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.send("OPTIONS", "/apisix/admin/upstreams", &[], "", "127.0.0.1:1")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

@@ -4,6 +4,7 @@
 //! only matter to APISIX's HTTP side are ignored with one warning each.
 
 mod admin;
+mod control;
 mod listen;
 mod tree;
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use admin::{AdminKey, AdminRole, AdminSettings, WELL_KNOWN_ADMIN_KEY};
+pub use control::ControlSettings;
 pub use listen::StreamListener;
 use tree::Node;
 
@@ -86,6 +88,11 @@ pub struct Settings {
     pub preread_timeout: Duration,
     /// How long a TLS client may take to complete its handshake (`ssl_handshake_timeout`, 10 s).
     pub handshake_timeout: Duration,
+    /// Connect-storm protection, checked before any other work on a new connection.
+    pub storm: StormLimits,
+    /// Sessions closed per second when their node leaves its upstream, and after SIGTERM
+    /// (`apisix.stream_proxy.drain_rate`); 0 (the default) never closes a session early.
+    pub drain_rate: f64,
     pub fallback_sni: Option<String>,
     pub keyring: Keyring,
     pub role: Role,
@@ -95,6 +102,8 @@ pub struct Settings {
     pub standalone_path: PathBuf,
     pub admin: AdminSettings,
     pub etcd: EtcdSettings,
+    /// APISIX's control API (`apisix.enable_control`, `apisix.control`); `None` when disabled.
+    pub control: Option<ControlSettings>,
     /// Where Prometheus metrics are served (`plugin_attr.prometheus.export_addr`).
     pub prometheus_addr: std::net::SocketAddr,
     /// One line per ignored key, to be logged at start.
@@ -110,6 +119,8 @@ const KNOWN: &[&str] = &[
     "apisix.stream_proxy",
     "apisix.ssl",
     "apisix.data_encryption",
+    "apisix.enable_control",
+    "apisix.control",
     "deployment.role",
     "deployment.role_traditional",
     "deployment.role_data_plane",
@@ -174,6 +185,15 @@ impl Settings {
         if preread_buffer.fract() != 0.0 || preread_buffer > 1_048_576.0 {
             return Err(preread_node.error("expected a whole number of bytes up to 1048576"));
         }
+        let storm = parse_storm(&stream_proxy)?;
+        let rate_node = stream_proxy.child("drain_rate");
+        let drain_rate = match rate_node.value() {
+            None => 0.0,
+            Some(v) => v
+                .as_f64()
+                .filter(|r| *r >= 0.0 && r.is_finite())
+                .ok_or_else(|| rate_node.error("expected a number of sessions per second >= 0"))?,
+        };
         let handshake_timeout = Duration::from_secs_f64(
             stream_proxy
                 .child("ssl_handshake_timeout")
@@ -227,6 +247,7 @@ impl Settings {
         );
         let admin = admin::parse(&deployment.child("admin"), &mut warnings)?;
         let etcd = parse_etcd(&deployment.child("etcd"))?;
+        let control = control::parse(&apisix)?;
         let prometheus_addr = parse_export_addr(
             &root
                 .child("plugin_attr")
@@ -241,6 +262,8 @@ impl Settings {
             preread_buffer: preread_buffer as usize,
             preread_timeout,
             handshake_timeout,
+            storm,
+            drain_rate,
             fallback_sni,
             keyring,
             role,
@@ -249,6 +272,7 @@ impl Settings {
             standalone_path: PathBuf::from("conf/apisix.yaml"),
             admin,
             etcd,
+            control,
             warnings,
         })
     }
@@ -257,6 +281,40 @@ impl Settings {
     pub fn admin_enabled(&self) -> bool {
         self.role != Role::DataPlane
     }
+}
+
+/// Limits that protect the gateway from connect storms (all off by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StormLimits {
+    /// New connections per second accepted from one client IP (`client_conn_rate`); 0: no limit.
+    pub client_rate: f64,
+    /// Connections one client IP may open at once above the rate (`client_conn_burst`).
+    pub client_burst: f64,
+    /// TLS handshakes in progress at once (`max_concurrent_handshakes`); 0: no limit.
+    pub max_handshakes: usize,
+}
+
+fn parse_storm(stream_proxy: &Node<'_>) -> Result<StormLimits, ConfigError> {
+    let number = |name: &str| -> Result<f64, ConfigError> {
+        let node = stream_proxy.child(name);
+        match node.value() {
+            None => Ok(0.0),
+            Some(v) => v
+                .as_f64()
+                .filter(|n| *n >= 0.0 && n.is_finite())
+                .ok_or_else(|| node.error("expected a number >= 0")),
+        }
+    };
+    let client_rate = number("client_conn_rate")?;
+    let client_burst = match number("client_conn_burst")? {
+        0.0 => client_rate,
+        burst => burst,
+    };
+    Ok(StormLimits {
+        client_rate,
+        client_burst,
+        max_handshakes: number("max_concurrent_handshakes")? as usize,
+    })
 }
 
 /// `{ip, port}` of the Prometheus exporter, APISIX's 127.0.0.1:9091 by default.

@@ -1,0 +1,77 @@
+//! Connect-storm protection of the built binary: a per-client-IP connection rate and a cap on
+//! TLS handshakes in progress, while legitimate clients still connect.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sg_blackbox::mqtt::free_port_on;
+use sg_blackbox::pki::Ca;
+use sg_blackbox::tcp::{who_answers, NamedServer};
+use sg_blackbox::tls::{exchange, ClientOptions};
+use sg_blackbox::{config_with_tcp, free_port, Gateway};
+
+#[test]
+fn storm_limits_hold_while_legitimate_clients_connect() {
+    let (plain, tls) = (free_port_on("127.0.0.1"), free_port_on("127.0.0.1"));
+    let admin_port = free_port();
+    let entries = [
+        format!("\"127.0.0.1:{plain}\""),
+        format!("{{addr: \"127.0.0.1:{tls}\", tls: true}}"),
+    ];
+    let limits =
+        "    client_conn_rate: 5\n    client_conn_burst: 5\n    max_concurrent_handshakes: 2\n";
+    let config = config_with_tcp(admin_port, &entries)
+        .replace("  stream_proxy:\n", &format!("  stream_proxy:\n{limits}"));
+    let gw = Gateway::start_with(&config, admin_port).unwrap();
+    let server = NamedServer::start("127.0.0.1", "up").unwrap();
+    let route = json!({"upstream": {"nodes": {server.addr.to_string(): 1}}});
+    assert_eq!(
+        gw.admin("PUT", "/apisix/admin/stream_routes/1", &route.to_string())
+            .status,
+        201
+    );
+    let pair = Ca::root("ca").leaf(&["storm.test.com"], 1);
+    let ssl = json!({"cert": pair.cert, "key": pair.key, "snis": ["storm.test.com"]});
+    assert_eq!(
+        gw.admin("PUT", "/apisix/admin/ssls/1", &ssl.to_string())
+            .status,
+        201
+    );
+    let plain = format!("127.0.0.1:{plain}").parse().unwrap();
+    let tls = format!("127.0.0.1:{tls}").parse().unwrap();
+
+    // One client IP opening 20 connections at once gets its burst, not more.
+    let answered = (0..20)
+        .filter(|_| who_answers("127.0.0.5", plain).is_some())
+        .count();
+    assert!((5..=10).contains(&answered), "{answered} of 20 answered");
+    assert!(gw.metric("streamgate_connections_refused_total{reason=\"client_rate\"}") >= 10.0);
+    // Everyone else is unaffected.
+    assert_eq!(who_answers("127.0.0.1", plain).as_deref(), Some("up"));
+
+    // Two silent TLS clients take both handshake slots; a third is refused at once.
+    let silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(tls).unwrap()).collect();
+    let options = ClientOptions {
+        sni: Some("storm.test.com"),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.metric("streamgate_connections_refused_total{reason=\"handshake_limit\"}") < 1.0 {
+        assert!(Instant::now() < deadline, "no handshake was refused");
+        let _ = exchange(tls, &options, b"x");
+    }
+    // When they go, legitimate handshakes get through again.
+    drop(silent);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match exchange(tls, &options, b"x") {
+            Ok(reply) => {
+                assert_eq!(reply.received, b"up\nxbye 1\n");
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "handshakes still refused: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
