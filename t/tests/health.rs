@@ -197,6 +197,15 @@ fn killed_broker_is_skipped_on_the_ring_and_welcomed_back() {
     let down = s.wait_status(b_addr, "unhealthy");
     assert_eq!(down["counter"]["tcp_failure"], 2, "{down}");
     assert_eq!(s.node(a_addr)["status"], "healthy");
+    let healthy = |addr: &str| {
+        s.gw.metric(&format!(
+            "streamgate_upstream_node_healthy{{upstream=\"upstreams/1\",node=\"{addr}\"}}"
+        ))
+    };
+    assert_eq!(
+        (healthy(&b_addr.to_string()), healthy(&a_addr.to_string())),
+        (0.0, 1.0)
+    );
     let log = s.gw.wait_log("node is unhealthy");
     assert!(log.contains("node is unhealthy"), "{log}");
     assert!(

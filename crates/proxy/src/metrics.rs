@@ -43,6 +43,8 @@ pub struct Metrics {
     pub mqtt_rejected: Family<ReasonLabels, Counter>,
     pub tls_handshake_failures: Family<ReasonLabels, Counter>,
     pub refused: Family<ReasonLabels, Counter>,
+    /// 1 while a checked node is healthy, 0 while it is not.
+    pub node_healthy: Family<NodeLabels, Gauge>,
     registry: Registry,
 }
 
@@ -58,6 +60,7 @@ impl Metrics {
             mqtt_rejected: Family::default(),
             tls_handshake_failures: Family::default(),
             refused: Family::default(),
+            node_healthy: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -100,6 +103,11 @@ impl Metrics {
             "connections_refused",
             "Connections refused before any work, per reason",
             metrics.refused.clone(),
+        );
+        streamgate.register(
+            "upstream_node_healthy",
+            "Health of the nodes of upstreams with checks (1 healthy, 0 unhealthy)",
+            metrics.node_healthy.clone(),
         );
         Metrics {
             registry,

@@ -21,6 +21,7 @@ pub use config::{Active, CheckType, Checks, Thresholds};
 pub use manager::spawn_manager;
 pub use state::{Change, Counters, NodeHealth, Outcome, Status};
 
+use crate::metrics::{NodeLabels, METRICS};
 use crate::upstream::Upstream;
 
 /// One checked node of an upstream.
@@ -90,12 +91,29 @@ impl UpstreamHealth {
                 }
             })
             .collect();
-        Some(UpstreamHealth {
+        let health = UpstreamHealth {
             key: key.to_owned(),
             checks,
             targets,
             all_down_logged: AtomicBool::new(false),
-        })
+        };
+        health
+            .targets
+            .iter()
+            .for_each(|target| health.publish(target));
+        Some(health)
+    }
+
+    /// Shows `target`'s health in `streamgate_upstream_node_healthy`.
+    fn publish(&self, target: &Target) {
+        let labels = NodeLabels {
+            upstream: self.key.clone(),
+            node: target.address(),
+        };
+        METRICS
+            .node_healthy
+            .get_or_create(&labels)
+            .set(i64::from(target.health.is_healthy()));
     }
 
     pub fn key(&self) -> &str {
@@ -139,6 +157,7 @@ impl UpstreamHealth {
         let Some(change) = target.health.report(outcome, thresholds) else {
             return;
         };
+        self.publish(target);
         let node = target.address();
         let source = match source {
             Source::Active => "active",
