@@ -182,3 +182,30 @@ pub fn publish(
     }
     Ok(())
 }
+
+/// The node APISIX's chash ring picks for each key, computed by `t/apisix_chash.py`, an
+/// implementation of the spec independent of streamgate's Rust code.
+pub fn apisix_ring(
+    nodes: &[String],
+    keys: &[String],
+) -> std::collections::BTreeMap<String, String> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("apisix_chash.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .args(nodes)
+        .arg("--")
+        .args(keys)
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(key, node)| (key.to_owned(), node.to_owned()))
+        .collect()
+}

@@ -5,12 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sg_blackbox::mqtt::{free_port_on, publish, subscribe, Broker, Subscription};
+use sg_blackbox::mqtt::{apisix_ring, free_port_on, publish, subscribe, Broker, Subscription};
 use sg_blackbox::tcp::{who_answers, NamedServer};
 use sg_blackbox::{config_with_tcp, free_port, Gateway};
 
@@ -98,27 +96,6 @@ impl Setup {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-/// The node APISIX's ring picks for each key (`t/apisix_chash.py`).
-fn apisix_ring(nodes: &[String], keys: &[String]) -> BTreeMap<String, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("apisix_chash.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .args(nodes)
-        .arg("--")
-        .args(keys)
-        .output()
-        .expect("python3");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let (key, node) = line.split_once(' ').unwrap();
-            (key.to_owned(), node.to_owned())
-        })
-        .collect()
 }
 
 /// Publishes once through the gateway per client id (payload: the id) and returns the broker

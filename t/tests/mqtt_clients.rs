@@ -4,12 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sg_blackbox::mqtt::{free_port_on, publish, subscribe, Broker};
+use sg_blackbox::mqtt::{apisix_ring, free_port_on, publish, subscribe, Broker};
 use sg_blackbox::{config_with_tcp, free_port, Gateway};
 
 /// A port free on both 127.0.0.1 and 127.0.0.2, so both brokers share it as in APISIX's examples.
@@ -20,31 +18,6 @@ fn port_free_on_both() -> u16 {
             return port;
         }
     }
-}
-
-/// The node APISIX's ring picks for each key.
-fn apisix_ring(nodes: &[String], keys: &[String]) -> BTreeMap<String, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("apisix_chash.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .args(nodes)
-        .arg("--")
-        .args(keys)
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let (key, node) = line.split_once(' ').unwrap();
-            (key.to_owned(), node.to_owned())
-        })
-        .collect()
 }
 
 #[test]
