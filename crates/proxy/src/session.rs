@@ -137,6 +137,7 @@ impl Future for Established {
         metrics.to_upstream.inc_by(to_upstream);
         metrics.to_client.inc_by(to_client);
         info!(
+            target: "streamgate::access",
             route = %this.route.id,
             node = %this.node,
             sent = to_upstream,

@@ -106,6 +106,9 @@ pub struct Settings {
     pub control: Option<ControlSettings>,
     /// Where Prometheus metrics are served (`plugin_attr.prometheus.export_addr`).
     pub prometheus_addr: std::net::SocketAddr,
+    /// The log filter: `nginx_config.error_log_level` (APISIX's `warn` by default), plus the
+    /// per-session access lines when `nginx_config.stream.enable_access_log` is true.
+    pub log_filter: String,
     /// One line per ignored key, to be logged at start.
     pub warnings: Vec<String>,
 }
@@ -113,6 +116,7 @@ pub struct Settings {
 /// Top-level and `apisix.*` / `deployment.*` keys streamgate reads.
 const KNOWN: &[&str] = &[
     "plugin_attr",
+    "nginx_config",
     "apisix",
     "deployment",
     "apisix.proxy_mode",
@@ -254,7 +258,9 @@ impl Settings {
                 .child("prometheus")
                 .child("export_addr"),
         )?;
+        let log_filter = parse_log_filter(&root.child("nginx_config"))?;
         Ok(Settings {
+            log_filter,
             prometheus_addr,
             proxy_mode,
             stream_listeners,
@@ -314,6 +320,27 @@ fn parse_storm(stream_proxy: &Node<'_>) -> Result<StormLimits, ConfigError> {
         client_rate,
         client_burst,
         max_handshakes: number("max_concurrent_handshakes")? as usize,
+    })
+}
+
+/// The tracing filter matching APISIX's error log level and stream access log switch.
+fn parse_log_filter(nginx: &Node<'_>) -> Result<String, ConfigError> {
+    let level_node = nginx.child("error_log_level");
+    let level = match level_node.str_or("warn")? {
+        "debug" => "debug",
+        "info" | "notice" => "info",
+        "warn" => "warn",
+        "error" | "crit" | "alert" | "emerg" => "error",
+        other => return Err(level_node.error(format!("unknown log level {other:?}"))),
+    };
+    let access = nginx
+        .child("stream")
+        .child("enable_access_log")
+        .bool_or(false)?;
+    Ok(if access {
+        format!("{level},streamgate::access=info")
+    } else {
+        level.to_owned()
     })
 }
 

@@ -92,9 +92,8 @@ fn empty_admin_key_is_generated() {
 
 #[test]
 fn http_side_keys_warn_once_each() {
-    let s =
-        Settings::parse("apisix:\n  node_listen: 9080\n  enable_ipv6: false\nnginx_config: {}\n")
-            .unwrap();
+    let s = Settings::parse("apisix:\n  node_listen: 9080\n  enable_ipv6: false\nplugins: []\n")
+        .unwrap();
     assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
     assert!(s
         .warnings
@@ -122,4 +121,20 @@ fn legacy_stream_proxy_only() {
         (4096, Duration::from_secs(5))
     );
     assert!(Settings::parse("apisix:\n  stream_proxy:\n    preread_buffer_size: 1.5\n").is_err());
+}
+
+#[test]
+fn log_level_and_access_log_follow_nginx_config() {
+    assert_eq!(Settings::parse("").unwrap().log_filter, "warn");
+    let info = Settings::parse(
+        "nginx_config:\n  error_log_level: notice\n  stream:\n    enable_access_log: true\n",
+    )
+    .unwrap();
+    assert_eq!(info.log_filter, "info,streamgate::access=info");
+    assert_eq!(
+        Settings::parse("nginx_config:\n  error_log_level: loud\n")
+            .unwrap_err()
+            .key,
+        "nginx_config.error_log_level"
+    );
 }
