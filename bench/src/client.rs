@@ -1,0 +1,149 @@
+//! Opening MQTT sessions, plain or over TLS, and the rustls client configuration (no session
+//! resumption, so every TLS connection is a full handshake).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::mqtt;
+
+/// How long one client may take to connect and get its CONNACK.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// TLS client settings shared by every connection of a run.
+#[derive(Clone)]
+pub struct Tls {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl Tls {
+    /// Full handshakes with `sni`; certificates are not verified, so the load generator spends
+    /// its CPU on the handshake itself (the same for every system under test).
+    pub fn new(sni: &str) -> Result<Tls> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+            .with_no_client_auth();
+        config.resumption = Resumption::disabled();
+        Ok(Tls {
+            connector: TlsConnector::from(Arc::new(config)),
+            name: ServerName::try_from(sni.to_owned())?,
+        })
+    }
+}
+
+/// Timings of one connection.
+pub struct Opened<S> {
+    pub stream: S,
+    /// From `connect()` to the end of the TLS handshake (TLS only).
+    pub handshake: Option<Duration>,
+    /// From `connect()` to the CONNACK.
+    pub connack: Duration,
+}
+
+/// TCP connect, then CONNECT as `client_id` and wait for an accepting CONNACK.
+pub async fn open_plain(addr: SocketAddr, client_id: &str) -> Result<Opened<TcpStream>> {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let connack = handshake_mqtt(&mut stream, client_id, start).await?;
+    Ok(Opened {
+        stream,
+        handshake: None,
+        connack,
+    })
+}
+
+/// TCP connect, full TLS handshake, then CONNECT/CONNACK as `client_id`.
+pub async fn open_tls(
+    addr: SocketAddr,
+    tls: &Tls,
+    client_id: &str,
+) -> Result<Opened<tokio_rustls::client::TlsStream<TcpStream>>> {
+    let start = Instant::now();
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut stream = tls
+        .connector
+        .connect(tls.name.clone(), tcp)
+        .await
+        .context("TLS handshake")?;
+    let handshake = start.elapsed();
+    let connack = handshake_mqtt(&mut stream, client_id, start).await?;
+    Ok(Opened {
+        stream,
+        handshake: Some(handshake),
+        connack,
+    })
+}
+
+async fn handshake_mqtt<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    client_id: &str,
+    start: Instant,
+) -> Result<Duration> {
+    stream.write_all(&mqtt::connect(client_id, 0)).await?;
+    stream.flush().await?;
+    mqtt::expect_connack(stream).await?;
+    Ok(start.elapsed())
+}
+
+/// Sends DISCONNECT and closes the write side (TLS: with close_notify).
+pub async fn close<S: AsyncWrite + Unpin>(mut stream: S) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(&mqtt::DISCONNECT).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// Accepts any server certificate: the benchmark measures handshakes, not the client's checks.
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,352 @@
+//! The systems under test, on loopback: two mosquitto brokers (plain and TLS listeners), and in
+//! front of them either nothing (direct), streamgate or HAProxy, each started fresh per run.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use sg_blackbox::mqtt::{free_port_on, Broker};
+use sg_blackbox::pki::{write, Ca, Pair};
+use sg_blackbox::{config_with_tcp, free_port, ADMIN_KEY};
+
+/// The SNI every TLS client sends; the certificates are issued for it.
+pub const SNI: &str = "mqtt.bench.test";
+
+/// What the clients connect to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Straight to the brokers (client `i` to broker `i % 2`).
+    Direct,
+    Streamgate,
+    /// streamgate with `RUST_LOG=warn` (APISIX's default error-log level): no per-connection
+    /// info lines or span.
+    StreamgateWarn,
+    Haproxy,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::Direct,
+        Kind::Streamgate,
+        Kind::StreamgateWarn,
+        Kind::Haproxy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Streamgate => "streamgate",
+            Kind::StreamgateWarn => "streamgate-warn",
+            Kind::Haproxy => "haproxy",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct to mosquitto",
+            Kind::Streamgate => "streamgate",
+            Kind::StreamgateWarn => "streamgate, RUST_LOG=warn",
+            Kind::Haproxy => "HAProxy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .with_context(|| {
+                format!("unknown system {s:?} (direct, streamgate, streamgate-warn, haproxy)")
+            })
+    }
+}
+
+/// Settings of the lab.
+pub struct LabOptions {
+    pub haproxy_cfg: PathBuf,
+    /// `RUST_LOG` for streamgate; `None` runs it with its shipped default.
+    pub streamgate_log: Option<String>,
+}
+
+/// Brokers and certificates shared by every run.
+pub struct Lab {
+    dir: tempfile::TempDir,
+    pub brokers: [Broker; 2],
+    pub broker_tls: [SocketAddr; 2],
+    pair: Pair,
+    haproxy_template: String,
+    options: LabOptions,
+}
+
+/// One running system: where clients connect, and the proxy process to measure.
+pub struct System {
+    pub kind: Kind,
+    /// Plain MQTT addresses; client `i` uses `plain[i % len]`.
+    pub plain: Vec<SocketAddr>,
+    /// MQTT over TLS addresses, likewise.
+    pub tls: Vec<SocketAddr>,
+    /// The proxy process (none for direct).
+    pub pid: Option<u32>,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        // SIGTERM first (profilers wrapped around the proxy write their output then), then
+        // SIGKILL if it is still running after a few seconds.
+        if let Some(child) = self.child.as_mut() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn tls_listener(ip: &str, port: u16, cert: &Path, key: &Path) -> String {
+    format!(
+        "listener {port} {ip}\ncertfile {}\nkeyfile {}\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+impl Lab {
+    /// Starts the brokers and makes an ECDSA P-256 certificate for [`SNI`].
+    pub fn start(options: LabOptions) -> Result<Lab> {
+        let haproxy_template =
+            std::fs::read_to_string(&options.haproxy_cfg).with_context(|| {
+                format!(
+                    "reading the HAProxy config {}",
+                    options.haproxy_cfg.display()
+                )
+            })?;
+        let dir = tempfile::tempdir()?;
+        let pair = Ca::root("bench CA").leaf(&[SNI], 1);
+        let cert = write(dir.path(), "server.crt", &pair.cert);
+        let key = write(dir.path(), "server.key", &pair.key);
+        write(
+            dir.path(),
+            "server.pem",
+            &format!("{}{}", pair.cert, pair.key),
+        );
+        let mut brokers = Vec::new();
+        let mut broker_tls = Vec::new();
+        for ip in ["127.0.0.1", "127.0.0.2"] {
+            let tls = SocketAddr::new(ip.parse()?, free_port_on(ip));
+            let conf = format!(
+                "max_queued_messages 100000\n{}",
+                tls_listener(ip, tls.port(), &cert, &key)
+            );
+            brokers.push(Broker::start_with(ip, &conf)?);
+            broker_tls.push(tls);
+        }
+        let brokers: [Broker; 2] = brokers.try_into().ok().context("two brokers")?;
+        Ok(Lab {
+            dir,
+            brokers,
+            broker_tls: [broker_tls[0], broker_tls[1]],
+            pair,
+            haproxy_template,
+            options,
+        })
+    }
+
+    /// Starts `kind` afresh.
+    pub fn system(&self, kind: Kind) -> Result<System> {
+        match kind {
+            Kind::Direct => Ok(System {
+                kind,
+                plain: self.brokers.iter().map(|b| b.addr).collect(),
+                tls: self.broker_tls.to_vec(),
+                pid: None,
+                child: None,
+                _dir: None,
+            }),
+            Kind::Streamgate => self.streamgate(kind, self.options.streamgate_log.as_deref()),
+            Kind::StreamgateWarn => self.streamgate(kind, Some("warn")),
+            Kind::Haproxy => self.haproxy(),
+        }
+    }
+
+    /// streamgate as users run it for MQTT: the mqtt-proxy plugin and a chash upstream keyed
+    /// on `mqtt_client_id` over both brokers, plus a TLS listener with an SSL object for SNI.
+    fn streamgate(&self, kind: Kind, level: Option<&str>) -> Result<System> {
+        let (admin_port, plain, tls) = (free_port(), free_port(), free_port());
+        let config = config_with_tcp(
+            admin_port,
+            &[
+                format!("\"127.0.0.1:{plain}\""),
+                format!("{{addr: \"127.0.0.1:{tls}\", tls: true}}"),
+            ],
+        );
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join("conf"))?;
+        std::fs::write(dir.path().join("conf/config.yaml"), config)?;
+        let log = std::fs::File::create(dir.path().join("streamgate.log"))?;
+        let mut command = Command::new(sg_blackbox::binary());
+        command
+            .args(["-c", "conf/config.yaml"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(level) = level {
+            command.env("RUST_LOG", level);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", sg_blackbox::binary().display()))?;
+        let pid = child.id();
+        let system = System {
+            kind,
+            plain: vec![SocketAddr::from(([127, 0, 0, 1], plain))],
+            tls: vec![SocketAddr::from(([127, 0, 0, 1], tls))],
+            pid: Some(pid),
+            child: Some(child),
+            _dir: Some(dir),
+        };
+        let admin = Admin::new(admin_port);
+        admin.wait_ready()?;
+        admin.put(
+            "ssls/1",
+            json!({"cert": self.pair.cert, "key": self.pair.key, "snis": [SNI]}),
+        )?;
+        let nodes: serde_json::Map<String, serde_json::Value> = self
+            .brokers
+            .iter()
+            .map(|b| (b.addr.to_string(), json!(1)))
+            .collect();
+        admin.put(
+            "stream_routes/1",
+            json!({
+                "plugins": {"mqtt-proxy": {"protocol_name": "MQTT", "protocol_level": 4}},
+                "upstream": {"type": "chash", "key": "mqtt_client_id", "nodes": nodes}
+            }),
+        )?;
+        Ok(system)
+    }
+
+    /// HAProxy with the shared benchmark configuration, its ports and servers filled in, and
+    /// the TLS variant's `bind … ssl crt` line enabled.
+    fn haproxy(&self) -> Result<System> {
+        let (plain, tls) = (free_port(), free_port());
+        let pem = self.dir.path().join("server.pem");
+        let [b1, b2] = [self.brokers[0].addr, self.brokers[1].addr];
+        let mut cfg = self.haproxy_template.clone();
+        for (from, to) in [
+            (
+                "# TLS variant: bind 127.0.0.1:19601 ssl crt /path/to/server.pem".to_owned(),
+                format!("bind 127.0.0.1:{tls} ssl crt {}", pem.display()),
+            ),
+            (
+                "bind 127.0.0.1:19600".to_owned(),
+                format!("bind 127.0.0.1:{plain}"),
+            ),
+            (
+                "server b1 127.0.0.1:1995".to_owned(),
+                format!("server b1 {b1}"),
+            ),
+            (
+                "server b2 127.0.0.2:1995".to_owned(),
+                format!("server b2 {b2}"),
+            ),
+        ] {
+            if !cfg.contains(&from) {
+                bail!("the HAProxy config no longer contains `{from}`");
+            }
+            cfg = cfg.replace(&from, &to);
+        }
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, cfg)?;
+        let log = std::fs::File::create(dir.path().join("haproxy.log"))?;
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting haproxy (make bench installs it)")?;
+        let pid = child.id();
+        let system = System {
+            kind: Kind::Haproxy,
+            plain: vec![SocketAddr::from(([127, 0, 0, 1], plain))],
+            tls: vec![SocketAddr::from(([127, 0, 0, 1], tls))],
+            pid: Some(pid),
+            child: Some(child),
+            _dir: Some(dir),
+        };
+        wait_listening(system.plain[0])?;
+        wait_listening(system.tls[0])?;
+        Ok(system)
+    }
+}
+
+fn wait_listening(addr: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing listens on {addr}")
+}
+
+/// A minimal Admin API client.
+struct Admin {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Admin {
+    fn new(port: u16) -> Admin {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Admin {
+            base: format!("http://127.0.0.1:{port}/apisix/admin"),
+            agent,
+        }
+    }
+
+    fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.agent.head(&self.base).call().is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("streamgate's Admin API did not come up")
+    }
+
+    fn put(&self, path: &str, body: serde_json::Value) -> Result<()> {
+        let mut reply = self
+            .agent
+            .put(&format!("{}/{path}", self.base))
+            .header("X-API-KEY", ADMIN_KEY)
+            .send(body.to_string())?;
+        let status = reply.status().as_u16();
+        if status >= 300 {
+            let text = reply.body_mut().read_to_string().unwrap_or_default();
+            bail!("PUT {path}: {status} {text}");
+        }
+        Ok(())
+    }
+}

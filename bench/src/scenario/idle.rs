@@ -1,0 +1,99 @@
+//! Idle hold: N MQTT clients connected through the proxy and silent; the proxy's resident
+//! memory growth per connection, after a warm-up that opened and closed a few hundred. Also
+//! the same for N clients that connect and never send their CONNECT.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use tokio::net::TcpStream;
+
+use crate::client::{self, PATIENCE};
+use crate::stats::rss;
+
+/// Opens `count` MQTT sessions over `concurrency` workers and returns them, still open.
+async fn open(
+    addrs: &[SocketAddr],
+    count: usize,
+    concurrency: usize,
+    tag: &str,
+) -> Result<Vec<TcpStream>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.min(count) {
+        let (next, addrs, tag) = (next.clone(), addrs.to_vec(), tag.to_owned());
+        workers.push(tokio::spawn(async move {
+            let mut open = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return anyhow::Ok(open);
+                }
+                let id = format!("{tag}-{i}");
+                let opened =
+                    tokio::time::timeout(PATIENCE, client::open_plain(addrs[i % addrs.len()], &id))
+                        .await??;
+                open.push(opened.stream);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(count);
+    for worker in workers {
+        all.extend(worker.await??);
+    }
+    Ok(all)
+}
+
+/// Bytes of proxy RSS per idle connection.
+pub async fn run(
+    addrs: &[SocketAddr],
+    pid: u32,
+    clients: usize,
+    warmup: usize,
+    concurrency: usize,
+    tag: &str,
+) -> Result<f64> {
+    let warm = open(addrs, warmup, concurrency, &format!("{tag}-warm")).await?;
+    for stream in warm {
+        client::close(stream).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss(pid)?;
+    let held = open(addrs, clients, concurrency, tag).await?;
+    if held.len() != clients {
+        bail!("only {} of {clients} clients connected", held.len());
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = rss(pid)?;
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(after.saturating_sub(before) as f64 / clients as f64)
+}
+
+/// Bytes of proxy RSS per client that connected and sent nothing (the proxy waits for its
+/// CONNECT; HAProxy within `inspect-delay`, streamgate within `preread_timeout`).
+pub async fn silent(
+    addrs: &[SocketAddr],
+    pid: u32,
+    clients: usize,
+    warmup: usize,
+    concurrency: usize,
+    tag: &str,
+) -> Result<f64> {
+    let warm = open(addrs, warmup, concurrency, &format!("{tag}-warm")).await?;
+    for stream in warm {
+        client::close(stream).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss(pid)?;
+    let mut held = Vec::with_capacity(clients);
+    for i in 0..clients {
+        held.push(TcpStream::connect(addrs[i % addrs.len()]).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = rss(pid)?;
+    drop(held);
+    Ok(after.saturating_sub(before) as f64 / clients as f64)
+}
