@@ -21,9 +21,9 @@ pub enum Kind {
     /// Straight to the brokers (client `i` to broker `i % 2`).
     Direct,
     Streamgate,
-    /// streamgate with `RUST_LOG=warn` (APISIX's default error-log level): no per-connection
-    /// info lines or span.
-    StreamgateWarn,
+    /// streamgate with `RUST_LOG=info`: its per-connection info lines and span on (the
+    /// shipped default before the configured level became APISIX's `warn`).
+    StreamgateInfo,
     Haproxy,
 }
 
@@ -31,7 +31,7 @@ impl Kind {
     pub const ALL: [Kind; 4] = [
         Kind::Direct,
         Kind::Streamgate,
-        Kind::StreamgateWarn,
+        Kind::StreamgateInfo,
         Kind::Haproxy,
     ];
 
@@ -39,7 +39,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct",
             Kind::Streamgate => "streamgate",
-            Kind::StreamgateWarn => "streamgate-warn",
+            Kind::StreamgateInfo => "streamgate-info",
             Kind::Haproxy => "haproxy",
         }
     }
@@ -48,7 +48,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct to mosquitto",
             Kind::Streamgate => "streamgate",
-            Kind::StreamgateWarn => "streamgate, RUST_LOG=warn",
+            Kind::StreamgateInfo => "streamgate, RUST_LOG=info",
             Kind::Haproxy => "HAProxy",
         }
     }
@@ -58,7 +58,7 @@ impl Kind {
             .into_iter()
             .find(|k| k.name() == s)
             .with_context(|| {
-                format!("unknown system {s:?} (direct, streamgate, streamgate-warn, haproxy)")
+                format!("unknown system {s:?} (direct, streamgate, streamgate-info, haproxy)")
             })
     }
 }
@@ -175,7 +175,7 @@ impl Lab {
                 _dir: None,
             }),
             Kind::Streamgate => self.streamgate(kind, self.options.streamgate_log.as_deref()),
-            Kind::StreamgateWarn => self.streamgate(kind, Some("warn")),
+            Kind::StreamgateInfo => self.streamgate(kind, Some("info")),
             Kind::Haproxy => self.haproxy(),
         }
     }

@@ -6,6 +6,7 @@
 
 mod client;
 mod lab;
+mod metrics;
 mod mqtt;
 mod report;
 mod scenario;
@@ -29,11 +30,11 @@ pub struct Args {
     /// Rounds; each round runs every system once, in a rotated order. Figures are medians.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// Systems to compare (direct, streamgate, streamgate-warn, haproxy).
+    /// Systems to compare (direct, streamgate, haproxy; also streamgate-info).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,streamgate,streamgate-warn,haproxy"
+        default_value = "direct,streamgate,haproxy"
     )]
     pub systems: Vec<String>,
     /// Scenarios to run (idle, silent, storm, tls, qos0, qos1).
@@ -83,7 +84,7 @@ pub struct Args {
     /// repository).
     #[arg(long)]
     pub haproxy_cfg: Option<PathBuf>,
-    /// RUST_LOG for the `streamgate` system (default: unset, i.e. the shipped default level).
+    /// RUST_LOG for the `streamgate` system (default: unset, i.e. the configured level).
     #[arg(long)]
     pub streamgate_log: Option<String>,
     /// Criterion outputs (`--output-format bencher`) to include as micro-benchmarks.

@@ -11,8 +11,9 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::lab::Kind;
+use crate::metrics::{metrics, ms, Metric, Target};
 use crate::scenario::{publish::Publish, storm::Storm};
-use crate::stats::{median, Latency};
+use crate::stats::median;
 use crate::Args;
 
 /// The line that separates the hand-written intro from the generated part.
@@ -67,198 +68,6 @@ impl RunResult {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// How a ratio to HAProxy is judged.
-#[derive(Clone, Copy)]
-enum Target {
-    AtLeast(f64),
-    AtMost(f64),
-}
-
-impl Target {
-    fn text(self) -> String {
-        match self {
-            Target::AtLeast(x) => format!("≥ {x:.1}×"),
-            Target::AtMost(x) => format!("≤ {x:.1}×"),
-        }
-    }
-
-    fn met(self, ratio: f64) -> bool {
-        match self {
-            Target::AtLeast(x) => ratio >= x,
-            Target::AtMost(x) => ratio <= x,
-        }
-    }
-}
-
-struct Metric {
-    name: &'static str,
-    get: fn(&RunResult) -> Option<f64>,
-    format: fn(f64) -> String,
-    target: Option<Target>,
-}
-
-fn bytes(v: f64) -> String {
-    format!("{} B", group(v))
-}
-fn per_s(v: f64) -> String {
-    format!("{}/s", group(v))
-}
-fn millis(v: f64) -> String {
-    format!("{v:.2} ms")
-}
-fn secs(v: f64) -> String {
-    format!("{v:.2} s")
-}
-fn cpu_ms(v: f64) -> String {
-    format!("{:.1} ms", v * 1000.0)
-}
-
-/// `v` rounded, with thin thousands separators.
-fn group(v: f64) -> String {
-    let digits = format!("{:.0}", v.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if v < -0.5 {
-        out.insert(0, '-');
-    }
-    out
-}
-
-fn p50(l: Latency) -> f64 {
-    ms(l.p50)
-}
-fn p99(l: Latency) -> f64 {
-    ms(l.p99)
-}
-
-fn metrics() -> Vec<Metric> {
-    vec![
-        Metric {
-            name: "Idle hold: proxy RSS per idle connection",
-            get: |r| r.idle,
-            format: bytes,
-            target: Some(Target::AtMost(0.6)),
-        },
-        Metric {
-            name: "Silent clients (no CONNECT yet): proxy RSS per connection",
-            get: |r| r.silent,
-            format: bytes,
-            target: None,
-        },
-        Metric {
-            name: "Connect storm: connections/s",
-            get: |r| r.storm.map(|s| s.rate),
-            format: per_s,
-            target: Some(Target::AtLeast(1.0)),
-        },
-        Metric {
-            name: "Connect storm: p50 CONNECT→CONNACK",
-            get: |r| r.storm.map(|s| p50(s.latency)),
-            format: millis,
-            target: None,
-        },
-        Metric {
-            name: "Connect storm: p99 CONNECT→CONNACK",
-            get: |r| r.storm.map(|s| p99(s.latency)),
-            format: millis,
-            target: Some(Target::AtMost(1.0)),
-        },
-        Metric {
-            name: "Connect storm: proxy CPU per 1000 connections",
-            get: |r| r.storm.and_then(|s| s.cpu_per_1k),
-            format: cpu_ms,
-            target: None,
-        },
-        Metric {
-            name: "QoS 0 publish: messages/s",
-            get: |r| r.qos0.map(|p| p.rate),
-            format: per_s,
-            target: Some(Target::AtLeast(1.0)),
-        },
-        Metric {
-            name: "QoS 0 publish: p50 latency",
-            get: |r| r.qos0.map(|p| p50(p.latency)),
-            format: millis,
-            target: None,
-        },
-        Metric {
-            name: "QoS 0 publish: p99 latency",
-            get: |r| r.qos0.map(|p| p99(p.latency)),
-            format: millis,
-            target: Some(Target::AtMost(1.0)),
-        },
-        Metric {
-            name: "QoS 0 publish: proxy CPU per million messages",
-            get: |r| r.qos0.and_then(|p| p.cpu_per_million),
-            format: secs,
-            target: Some(Target::AtMost(0.8)),
-        },
-        Metric {
-            name: "QoS 1 publish: messages/s",
-            get: |r| r.qos1.map(|p| p.rate),
-            format: per_s,
-            target: None,
-        },
-        Metric {
-            name: "QoS 1 publish: p50 latency",
-            get: |r| r.qos1.map(|p| p50(p.latency)),
-            format: millis,
-            target: None,
-        },
-        Metric {
-            name: "QoS 1 publish: p99 latency",
-            get: |r| r.qos1.map(|p| p99(p.latency)),
-            format: millis,
-            target: None,
-        },
-        Metric {
-            name: "QoS 1 publish: proxy CPU per million messages",
-            get: |r| r.qos1.and_then(|p| p.cpu_per_million),
-            format: secs,
-            target: None,
-        },
-        Metric {
-            name: "TLS connect storm: handshakes/s",
-            get: |r| r.tls.map(|s| s.rate),
-            format: per_s,
-            target: Some(Target::AtLeast(1.0)),
-        },
-        Metric {
-            name: "TLS connect storm: p50 handshake",
-            get: |r| r.tls.and_then(|s| s.handshake).map(p50),
-            format: millis,
-            target: None,
-        },
-        Metric {
-            name: "TLS connect storm: p99 handshake",
-            get: |r| r.tls.and_then(|s| s.handshake).map(p99),
-            format: millis,
-            target: None,
-        },
-        Metric {
-            name: "TLS connect storm: p99 TLS + CONNECT→CONNACK",
-            get: |r| r.tls.map(|s| p99(s.latency)),
-            format: millis,
-            target: None,
-        },
-        Metric {
-            name: "TLS connect storm: proxy CPU per 1000 handshakes",
-            get: |r| r.tls.and_then(|s| s.cpu_per_1k),
-            format: cpu_ms,
-            target: None,
-        },
-    ]
-}
-
 fn med(results: &BTreeMap<Kind, Vec<RunResult>>, kind: Kind, m: &Metric) -> Option<f64> {
     median(results.get(&kind)?.iter().map(|r| (m.get)(r)))
 }
@@ -269,17 +78,17 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
     for k in systems {
         let _ = write!(out, " {} |", k.title());
     }
-    let warn = systems.contains(&Kind::StreamgateWarn);
+    let info = systems.contains(&Kind::StreamgateInfo);
     out.push_str(" streamgate ÷ HAProxy | target | |");
-    if warn {
-        out.push_str(" streamgate (warn) ÷ HAProxy | |");
+    if info {
+        out.push_str(" streamgate (info) ÷ HAProxy | |");
     }
     out.push_str("\n|---|");
     for _ in systems {
         out.push_str("---:|");
     }
     out.push_str("---:|---|---|");
-    if warn {
+    if info {
         out.push_str("---:|---|");
     }
     out.push('\n');
@@ -311,8 +120,8 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
         let (text, verdict) = judge(ratio(Kind::Streamgate));
         let target = m.target.map(Target::text).unwrap_or_default();
         let _ = write!(out, " {text} | {target} | {verdict} |");
-        if warn {
-            let (text, verdict) = judge(ratio(Kind::StreamgateWarn));
+        if info {
+            let (text, verdict) = judge(ratio(Kind::StreamgateInfo));
             let _ = write!(out, " {text} | {verdict} |");
         }
         out.push('\n');
@@ -455,54 +264,7 @@ pub fn intro(path: &Path) -> String {
     format!("{DEFAULT_INTRO}\n{MARKER}\n\n")
 }
 
-const DEFAULT_INTRO: &str = "\
-# Benchmarks
-
-`make bench` measures MQTT traffic straight to mosquitto, through streamgate and through
-HAProxy 2.6 on one machine, in one run, alternating the systems, and rewrites this page from the
-line below. The sizes are flags of `mqtt-bench` (`cargo run --release -p sg-bench --bin
-mqtt-bench -- --help`); pass them as `make bench BENCH_ARGS='--rounds 5'`.
-
-How the systems are set up:
-
-- **Brokers**: two mosquitto 2.0 processes, on 127.0.0.1 and 127.0.0.2, each with a plain and a
-  TLS listener. Direct clients alternate between them.
-- **streamgate** runs as users run it for MQTT: a stream route with the `mqtt-proxy` plugin
-  (`protocol_level: 4`) and a `chash` upstream keyed on `mqtt_client_id` over both brokers, and
-  a TLS listener (`tls: true`) with an SSL object for the SNI; its log level is the shipped
-  default (`info`: a span and four log lines per connection). The targets are judged on this
-  one. **streamgate, RUST_LOG=warn** is the same with APISIX's default error-log level (`warn`),
-  to show what the per-connection logging costs.
-- **HAProxy** runs `shared/bench/haproxy-mqtt.cfg` as given (validates the CONNECT with
-  `mqtt_is_valid`, consistent hash on the client id, `nbthread 2`), plus `bind … ssl crt` for
-  the TLS listener. No logging is configured.
-- Both proxies serve the same ECDSA P-256 certificate; clients send SNI, offer TLS 1.3 and no
-  session resumption, so every TLS connection is a full handshake. The client does not verify
-  the certificate (its CPU goes to the handshake itself, the same for every system).
-- Each system is started afresh for each round; idle hold runs first on the fresh process.
-
-What the scenarios do:
-
-- **Idle hold**: after opening and closing a few hundred clients (warm-up), N clients connect
-  (CONNECT→CONNACK) and stay silent; the figure is the proxy's RSS growth divided by N
-  (user-space memory; kernel socket buffers are not in RSS).
-- **Silent clients**: as idle hold on another fresh process, but the N clients connect and never
-  send their CONNECT (the proxy holds them until its pre-read timeout: HAProxy's
-  `inspect-delay` 5 s, streamgate's `preread_timeout` 30 s; the reading is taken after 1 s).
-- **Connect storm**: N clients, a fixed number at a time, each TCP connect → CONNECT → CONNACK
-  → DISCONNECT; rate of completed CONNACKs, latency from `connect()` to CONNACK.
-- **Publish** (QoS 0 and QoS 1): K publisher→subscriber pairs through the system, each pair on
-  one broker (pairs alternate between the brokers in every system); each pair keeps a window of
-  messages in flight (a closed loop, so latency is not unbounded queueing). Delivered
-  messages/s, end-to-end latency (the send time travels in the payload), and the proxy's CPU
-  time (user + sys from /proc) over the measured seconds, per million delivered messages. Each
-  message crosses the proxy twice (publisher → broker → subscriber).
-- **TLS connect storm**: as the connect storm, with a full TLS handshake before the CONNECT.
-
-The load generator, the brokers and the proxy share the machine's cores, so the brokers may cap
-throughput for every system; the proxy's CPU time per message still shows which proxy costs
-less. Figures are medians over the rounds.
-";
+const DEFAULT_INTRO: &str = include_str!("intro.md");
 
 /// The state of the machine around the run.
 pub struct Conditions {

@@ -4,13 +4,14 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant, Sleep};
 
@@ -128,7 +129,7 @@ impl Flow {
         }
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            match src.try_read(&mut scratch) {
+            match read_draining(src, &mut scratch) {
                 Ok(0) => {
                     self.read_closed = true;
                     Step::Progress
@@ -149,6 +150,24 @@ impl Flow {
                 Err(e) => Step::Failed(self.from, e.kind()),
             }
         })
+    }
+}
+
+/// Reads what `src` holds. A read that does not fill `buf` has drained the socket, so tokio's
+/// readiness is cleared right away instead of after one more `recv` that would only return
+/// EAGAIN (a readiness event that arrived meanwhile is kept: tokio only clears the one it saw).
+fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    let read = src.try_io(Interest::READABLE, || {
+        got = (&*SockRef::from(src)).read(buf)?;
+        if got > 0 && got < buf.len() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match read {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
     }
 }
 

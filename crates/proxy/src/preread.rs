@@ -11,6 +11,9 @@ use tracing::{error, warn};
 use crate::plugin::{Ctx, Input, InputEnd, Preread, Reject, StreamPlugin};
 use std::sync::Arc;
 
+/// How much a pre-read asks the socket for at least (an MQTT CONNECT is usually far smaller).
+const PREFERRED_READ: usize = 1024;
+
 /// Bounds of the pre-read phase (nginx's `preread_buffer_size` and `preread_timeout`).
 #[derive(Clone, Copy, Debug)]
 pub struct PrereadLimits {
@@ -84,7 +87,7 @@ pub async fn run(
                     });
                 }
                 Preread::NeedBytes(wanted) => {
-                    end = read_until(client, &mut data, wanted, deadline).await;
+                    end = read_until(client, &mut data, wanted, limits.buffer, deadline).await;
                 }
             }
         }
@@ -97,11 +100,15 @@ async fn read_until(
     client: &mut (impl AsyncRead + Unpin),
     data: &mut Vec<u8>,
     wanted: usize,
+    limit: usize,
     deadline: Instant,
 ) -> Option<InputEnd> {
-    data.reserve_exact(wanted - data.len());
+    // Take whatever the client already sent (a whole CONNECT in one read, usually), within the
+    // pre-read cap; bytes beyond what the plugins need are replayed to the upstream anyway.
+    let room = wanted.max(PREFERRED_READ).min(limit).max(wanted);
+    data.reserve_exact(room - data.len().min(room));
     while data.len() < wanted {
-        let room = wanted - data.len();
+        let room = room.saturating_sub(data.len()).max(1);
         let read = timeout_at(deadline, (&mut *client).take(room as u64).read_buf(data)).await;
         match read {
             Err(_) => return Some(InputEnd::Timeout),

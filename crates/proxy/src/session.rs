@@ -186,7 +186,15 @@ async fn set_up(
             reject(Either::Left(tcp));
             return None;
         };
-        match accept::handshake(tcp, &snapshot.tls, fallback, gateway.handshake_timeout).await {
+        // Boxed, as the connect phase below: a session waiting for its client holds only the
+        // state of the phase it is in.
+        let handshake = Box::pin(accept::handshake(
+            tcp,
+            &snapshot.tls,
+            fallback,
+            gateway.handshake_timeout,
+        ));
+        match handshake.await {
             Ok(done) => (Either::Right(Box::new(done.stream)), Some(done.sni)),
             Err(e) => {
                 warn!("{e}");
@@ -245,7 +253,14 @@ async fn set_up(
         return None;
     };
     let upstream_sni = if tls { sni.as_deref() } else { None };
-    let connected = match connect(&upstream, &ctx.vars, upstream_sni, &gateway.resolver).await {
+    let connected = match Box::pin(connect(
+        &upstream,
+        &ctx.vars,
+        upstream_sni,
+        &gateway.resolver,
+    ))
+    .await
+    {
         Ok(connected) => connected,
         Err(e) => {
             warn!(route = %route.id, "failed to connect to an upstream: {e}");
