@@ -102,12 +102,13 @@ pub async fn connect(
             }
         };
         let addr = SocketAddr::new(ip, node.port);
-        let labels = NodeLabels {
+        // Labels are built only off the common path (a retry or a failure), never per session.
+        let labels = || NodeLabels {
             upstream: up.key.clone(),
             node: node.address(),
         };
         if attempt > 0 {
-            METRICS.retries.get_or_create(&labels).inc();
+            METRICS.retries.get_or_create(&labels()).inc();
         }
         info!("proxy request to {addr}");
         let connected = timeout(up.connect_timeout, connect_node(up, addr, sni)).await;
@@ -120,7 +121,7 @@ pub async fn connect(
             Err(_) => ("timed out".to_owned(), Outcome::Timeout),
         };
         health::report_connect(up, pick.index, outcome);
-        METRICS.connect_failures.get_or_create(&labels).inc();
+        METRICS.connect_failures.get_or_create(&labels()).inc();
         last_error = ConnectError::Connect { addr, error };
         warn!("{last_error}");
     }
