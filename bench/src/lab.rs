@@ -24,15 +24,21 @@ pub enum Kind {
     /// streamgate with `RUST_LOG=info`: its per-connection info lines and span on (the
     /// shipped default before the configured level became APISIX's `warn`).
     StreamgateInfo,
+    /// streamgate with `nginx_config.worker_processes: 1` (the default is one per core).
+    StreamgateOneWorker,
     Haproxy,
+    /// HAProxy with `nbthread 1`: the thread count of `streamgate-1w`.
+    HaproxyOneThread,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Direct,
         Kind::Streamgate,
         Kind::StreamgateInfo,
+        Kind::StreamgateOneWorker,
         Kind::Haproxy,
+        Kind::HaproxyOneThread,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,7 +46,9 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::Streamgate => "streamgate",
             Kind::StreamgateInfo => "streamgate-info",
+            Kind::StreamgateOneWorker => "streamgate-1w",
             Kind::Haproxy => "haproxy",
+            Kind::HaproxyOneThread => "haproxy-1t",
         }
     }
 
@@ -49,8 +57,16 @@ impl Kind {
             Kind::Direct => "direct to mosquitto",
             Kind::Streamgate => "streamgate",
             Kind::StreamgateInfo => "streamgate, RUST_LOG=info",
+            Kind::StreamgateOneWorker => "streamgate, 1 worker",
             Kind::Haproxy => "HAProxy",
+            Kind::HaproxyOneThread => "HAProxy, nbthread 1",
         }
+    }
+
+    /// A streamgate run other than the default one, judged against HAProxy in a column of its
+    /// own.
+    pub fn is_streamgate_variant(self) -> bool {
+        matches!(self, Kind::StreamgateInfo | Kind::StreamgateOneWorker)
     }
 
     pub fn parse(s: &str) -> Result<Kind> {
@@ -58,7 +74,8 @@ impl Kind {
             .into_iter()
             .find(|k| k.name() == s)
             .with_context(|| {
-                format!("unknown system {s:?} (direct, streamgate, streamgate-info, haproxy)")
+                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown system {s:?} ({})", names.join(", "))
             })
     }
 }
@@ -174,9 +191,11 @@ impl Lab {
                 child: None,
                 _dir: None,
             }),
-            Kind::Streamgate => self.streamgate(kind, self.options.streamgate_log.as_deref()),
+            Kind::Streamgate | Kind::StreamgateOneWorker => {
+                self.streamgate(kind, self.options.streamgate_log.as_deref())
+            }
             Kind::StreamgateInfo => self.streamgate(kind, Some("info")),
-            Kind::Haproxy => self.haproxy(),
+            Kind::Haproxy | Kind::HaproxyOneThread => self.haproxy(kind),
         }
     }
 
@@ -193,6 +212,15 @@ impl Lab {
         );
         let dir = tempfile::tempdir()?;
         std::fs::create_dir_all(dir.path().join("conf"))?;
+        let config = if kind == Kind::StreamgateOneWorker {
+            let nginx = "\nnginx_config:\n";
+            if !config.contains(nginx) {
+                bail!("the shipped config no longer has an `nginx_config` section");
+            }
+            config.replace(nginx, "\nnginx_config:\n  worker_processes: 1\n")
+        } else {
+            config
+        };
         std::fs::write(dir.path().join("conf/config.yaml"), config)?;
         let log = std::fs::File::create(dir.path().join("streamgate.log"))?;
         let mut command = Command::new(sg_blackbox::binary());
@@ -239,8 +267,8 @@ impl Lab {
     }
 
     /// HAProxy with the shared benchmark configuration, its ports and servers filled in, and
-    /// the TLS variant's `bind … ssl crt` line enabled.
-    fn haproxy(&self) -> Result<System> {
+    /// the TLS variant's `bind … ssl crt` line enabled (and `nbthread 1` for `haproxy-1t`).
+    fn haproxy(&self, kind: Kind) -> Result<System> {
         let (plain, tls) = (free_port(), free_port());
         let pem = self.dir.path().join("server.pem");
         let [b1, b2] = [self.brokers[0].addr, self.brokers[1].addr];
@@ -262,7 +290,12 @@ impl Lab {
                 "server b2 127.0.0.2:1995".to_owned(),
                 format!("server b2 {b2}"),
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(
+            (kind == Kind::HaproxyOneThread)
+                .then(|| ("nbthread 2".to_owned(), "nbthread 1".to_owned())),
+        ) {
             if !cfg.contains(&from) {
                 bail!("the HAProxy config no longer contains `{from}`");
             }
@@ -282,7 +315,7 @@ impl Lab {
             .context("starting haproxy (make bench installs it)")?;
         let pid = child.id();
         let system = System {
-            kind: Kind::Haproxy,
+            kind,
             plain: vec![SocketAddr::from(([127, 0, 0, 1], plain))],
             tls: vec![SocketAddr::from(([127, 0, 0, 1], tls))],
             pid: Some(pid),

@@ -30,7 +30,8 @@ pub struct Args {
     /// Rounds; each round runs every system once, in a rotated order. Figures are medians.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// Systems to compare (direct, streamgate, haproxy; also streamgate-info).
+    /// Systems to compare (direct, streamgate, haproxy; also streamgate-info, streamgate-1w with
+    /// one worker thread, haproxy-1t with `nbthread 1`).
     #[arg(
         long,
         value_delimiter = ',',

@@ -78,17 +78,21 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
     for k in systems {
         let _ = write!(out, " {} |", k.title());
     }
-    let info = systems.contains(&Kind::StreamgateInfo);
+    let variants: Vec<Kind> = systems
+        .iter()
+        .copied()
+        .filter(|k| k.is_streamgate_variant())
+        .collect();
     out.push_str(" streamgate ÷ HAProxy | target | |");
-    if info {
-        out.push_str(" streamgate (info) ÷ HAProxy | |");
+    for k in &variants {
+        let _ = write!(out, " {} ÷ HAProxy | |", k.title());
     }
     out.push_str("\n|---|");
     for _ in systems {
         out.push_str("---:|");
     }
     out.push_str("---:|---|---|");
-    if info {
+    for _ in &variants {
         out.push_str("---:|---|");
     }
     out.push('\n');
@@ -120,8 +124,8 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
         let (text, verdict) = judge(ratio(Kind::Streamgate));
         let target = m.target.map(Target::text).unwrap_or_default();
         let _ = write!(out, " {text} | {target} | {verdict} |");
-        if info {
-            let (text, verdict) = judge(ratio(Kind::StreamgateInfo));
+        for k in &variants {
+            let (text, verdict) = judge(ratio(*k));
             let _ = write!(out, " {text} | {verdict} |");
         }
         out.push('\n');

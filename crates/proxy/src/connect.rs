@@ -1,10 +1,14 @@
 //! Reaching an upstream: pick a node, resolve it, connect within `timeout.connect` (and TLS when
-//! the upstream's scheme is `tls`), retrying the next untried node on failure as APISIX does.
+//! the upstream's scheme is `tls`), hand it the pre-read bytes, and on failure retry the next
+//! untried node as APISIX does.
 
+use std::io;
 use std::net::SocketAddr;
 
 use rustls::pki_types::ServerName;
 use sg_balancer::{Pick, Tried};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 use tokio_rustls::client::TlsStream;
@@ -44,32 +48,80 @@ pub struct Connected {
     pub pick: Pick,
 }
 
-/// Connects one node: TCP, then TLS if the upstream asks for it.
+/// Connects one node (TCP, then TLS if the upstream asks for it) and sends it `early`, the
+/// client's pre-read bytes. A node that refuses them counts as a failed connect.
 async fn connect_node(
     up: &Upstream,
     addr: SocketAddr,
     sni: Option<&str>,
+    early: &[u8],
 ) -> Result<UpstreamIo, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let _ = tcp.set_nodelay(true);
     let Some(config) = &up.tls else {
+        let tcp = connect_sending(addr, early)
+            .await
+            .map_err(|e| e.to_string())?;
         return Ok(Either::Left(tcp));
     };
+    let tcp = connect_sending(addr, &[])
+        .await
+        .map_err(|e| e.to_string())?;
     let name = ServerName::try_from(sni.unwrap_or(DEFAULT_UPSTREAM_SNI).to_owned())
         .map_err(|e| format!("invalid upstream SNI: {e}"))?;
-    let tls = TlsConnector::from(config.clone())
+    let mut tls = TlsConnector::from(config.clone())
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS handshake with the upstream failed: {e}"))?;
+    tls.write_all(early)
+        .await
+        .map_err(|e| format!("sending the pre-read bytes failed: {e}"))?;
     Ok(Either::Right(Box::new(tls)))
+}
+
+/// Opens a TCP connection and sends `early` on it. The bytes are offered right after
+/// `connect()`, before waiting for writability: on loopback and other fast paths the handshake
+/// has completed by then, which saves a readiness round trip per session (a socket still
+/// connecting answers EAGAIN, and the wait below follows).
+async fn connect_sending(addr: SocketAddr, early: &[u8]) -> io::Result<TcpStream> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let sent = if early.is_empty() {
+        0
+    } else {
+        match socket.send(early) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        }
+    };
+    let mut stream = TcpStream::from_std(socket.into())?;
+    if sent == 0 {
+        // Not known to be connected yet: wait as `TcpStream::connect` does.
+        stream.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+    }
+    stream.write_all(&early[sent..]).await?;
+    Ok(stream)
 }
 
 /// Tries nodes until one accepts: the first pick plus `retries` more, each bounded by the
 /// connect timeout, and all of them by `retry_timeout` when set.
+/// `early` (the pre-read bytes) reaches the chosen node before this returns.
 pub async fn connect(
     up: &Upstream,
     vars: &ConnVars,
     sni: Option<&str>,
+    early: &[u8],
     resolver: &Resolver,
 ) -> Result<Connected, ConnectError> {
     let started = Instant::now();
@@ -111,7 +163,7 @@ pub async fn connect(
             METRICS.retries.get_or_create(&labels()).inc();
         }
         info!("proxy request to {addr}");
-        let connected = timeout(up.connect_timeout, connect_node(up, addr, sni)).await;
+        let connected = timeout(up.connect_timeout, connect_node(up, addr, sni, early)).await;
         let (error, outcome) = match connected {
             Ok(Ok(stream)) => {
                 health::report_connect(up, pick.index, Outcome::Success);

@@ -102,8 +102,14 @@ impl Flow {
         }
     }
 
-    /// Moves what can be moved without waiting.
-    fn step(&mut self, src: &TcpStream, dst: &TcpStream) -> Step {
+    /// Whether this direction has closed on both ends.
+    fn finished(&self) -> bool {
+        self.write_closed
+    }
+
+    /// Moves what can be moved without waiting. `last`: the other direction has finished, so
+    /// this one ends the session.
+    fn step(&mut self, src: &TcpStream, dst: &TcpStream, last: bool) -> Step {
         if let Some(pending) = &self.pending {
             return match dst.try_write(&pending[self.written..]) {
                 Ok(n) => {
@@ -123,7 +129,11 @@ impl Flow {
             if !self.write_closed {
                 self.write_closed = true;
                 // Forward the half-close; the peer may already be gone, which ends the flow too.
-                let _ = SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                // The last direction to close needs none: both sockets are about to be closed,
+                // with nothing left unread, which sends the FIN anyway.
+                if !last {
+                    let _ = SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                }
             }
             return Step::Done;
         }
@@ -156,7 +166,7 @@ impl Flow {
 /// Reads what `src` holds. A read that does not fill `buf` has drained the socket, so tokio's
 /// readiness is cleared right away instead of after one more `recv` that would only return
 /// EAGAIN (a readiness event that arrived meanwhile is kept: tokio only clears the one it saw).
-fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     let read = src.try_io(Interest::READABLE, || {
         got = (&*SockRef::from(src)).read(buf)?;
@@ -241,8 +251,8 @@ impl Future for Relay {
         };
         let mut budget = 0;
         loop {
-            let a = this.up.step(client, upstream);
-            let b = this.down.step(upstream, client);
+            let a = this.up.step(client, upstream, this.down.finished());
+            let b = this.down.step(upstream, client, this.up.finished());
             if a == Step::Progress || b == Step::Progress {
                 *this.last_activity = Instant::now();
                 if this.first_close.is_none() {

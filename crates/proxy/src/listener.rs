@@ -109,6 +109,11 @@ async fn accept_loop(
     sessions: TaskTracker,
     mut stop: watch::Receiver<bool>,
 ) {
+    // A wildcard listener learns the address each client reached from its socket.
+    let server = listener
+        .local_addr()
+        .ok()
+        .filter(|addr| !addr.ip().is_unspecified());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -120,7 +125,7 @@ async fn accept_loop(
                 let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
             }
             Ok((client, remote)) => {
-                sessions.spawn(session::serve(gateway.clone(), client, remote, tls));
+                sessions.spawn(session::serve(gateway.clone(), client, remote, server, tls));
             }
             Err(e) => {
                 error!(error = %e, "accept failed");

@@ -2,13 +2,19 @@
 //! plugin asks for them, within a byte cap and a deadline. The bytes read are replayed to the
 //! upstream once it is connected.
 
+use std::future::poll_fn;
+use std::io;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 use tokio::time::{sleep, timeout_at, Instant};
+use tokio_util::either::Either;
 use tracing::{error, warn};
 
+use crate::copy::read_draining;
 use crate::plugin::{Ctx, Input, InputEnd, Preread, Reject, StreamPlugin};
+use crate::session::ClientIo;
 use std::sync::Arc;
 
 /// How much a pre-read asks the socket for at least (an MQTT CONNECT is usually far smaller).
@@ -42,7 +48,7 @@ pub struct Refused {
 pub async fn run(
     plugins: &[Arc<dyn StreamPlugin>],
     ctx: &mut Ctx,
-    client: &mut (impl AsyncRead + Unpin),
+    client: &mut ClientIo,
     limits: PrereadLimits,
     accepted: Instant,
 ) -> Result<Vec<u8>, Refused> {
@@ -97,7 +103,7 @@ pub async fn run(
 
 /// Reads until `data` holds `wanted` bytes; returns why it stopped early, if it did.
 async fn read_until(
-    client: &mut (impl AsyncRead + Unpin),
+    client: &mut ClientIo,
     data: &mut Vec<u8>,
     wanted: usize,
     limit: usize,
@@ -109,12 +115,39 @@ async fn read_until(
     data.reserve_exact(room - data.len().min(room));
     while data.len() < wanted {
         let room = room.saturating_sub(data.len()).max(1);
-        let read = timeout_at(deadline, (&mut *client).take(room as u64).read_buf(data)).await;
-        match read {
-            Err(_) => return Some(InputEnd::Timeout),
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(InputEnd::Closed),
-            Ok(Ok(_)) => {}
+        let start = data.len();
+        data.resize(start + room, 0);
+        let read = timeout_at(deadline, read_some(client, &mut data[start..])).await;
+        let got = match read {
+            Ok(Ok(got)) => got,
+            Ok(Err(_)) => 0,
+            Err(_) => {
+                data.truncate(start);
+                return Some(InputEnd::Timeout);
+            }
+        };
+        data.truncate(start + got);
+        if got == 0 {
+            return Some(InputEnd::Closed);
         }
     }
     None
+}
+
+/// One read from the client. On plain TCP a short read clears the socket's readiness, so the
+/// relay that follows does not begin with a `recv` that can only return EAGAIN.
+async fn read_some(client: &mut ClientIo, buf: &mut [u8]) -> io::Result<usize> {
+    match client {
+        Either::Left(tcp) => {
+            poll_fn(|cx| loop {
+                ready!(tcp.poll_read_ready(cx))?;
+                match read_draining(tcp, buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    done => return Poll::Ready(done),
+                }
+            })
+            .await
+        }
+        Either::Right(tls) => tls.read(buf).await,
+    }
 }

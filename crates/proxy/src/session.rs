@@ -158,9 +158,13 @@ async fn establish(
     gateway: Arc<Gateway>,
     client: TcpStream,
     remote: SocketAddr,
+    server: Option<SocketAddr>,
     tls: bool,
 ) -> Option<Established> {
-    let server = client.local_addr().ok()?;
+    let server = match server {
+        Some(server) => server,
+        None => client.local_addr().ok()?,
+    };
     let span = tracing::info_span!("conn", client = %remote, server = %server);
     set_up(gateway, client, remote, server, tls, span.clone())
         .instrument(span)
@@ -257,6 +261,7 @@ async fn set_up(
         &upstream,
         &ctx.vars,
         upstream_sni,
+        &preread,
         &gateway.resolver,
     ))
     .await
@@ -269,14 +274,7 @@ async fn set_up(
         }
     };
     let _ = tcp_of(&client).set_nodelay(true);
-    let mut stream = connected.stream;
-    if !preread.is_empty() {
-        if let Err(e) = stream.write_all(&preread).await {
-            warn!(route = %route.id, error = %e, "failed to replay the pre-read bytes");
-            reject(client);
-            return None;
-        }
-    }
+    let stream = connected.stream;
     let replayed = preread.len() as u64;
     let close = gateway.drainer.as_ref().map(|drainer| {
         drainer.register(
@@ -339,8 +337,15 @@ impl Future for Session {
 }
 
 /// The session task of one accepted client connection.
-pub fn serve(gateway: Arc<Gateway>, client: TcpStream, remote: SocketAddr, tls: bool) -> Session {
+/// `server`: the address the client reached, when the listener's own address tells it.
+pub fn serve(
+    gateway: Arc<Gateway>,
+    client: TcpStream,
+    remote: SocketAddr,
+    server: Option<SocketAddr>,
+    tls: bool,
+) -> Session {
     Session::SettingUp {
-        set_up: Box::pin(establish(gateway, client, remote, tls)),
+        set_up: Box::pin(establish(gateway, client, remote, server, tls)),
     }
 }

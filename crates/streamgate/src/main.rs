@@ -5,6 +5,7 @@
 mod app;
 mod exporter;
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,10 +44,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(settings.workers) {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("streamgate: cannot start the runtime: {e}");
@@ -63,5 +61,23 @@ fn main() -> ExitCode {
             eprintln!("streamgate: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The runtime: `worker_processes` threads (one per core for `auto`) sharing every connection
+/// through tokio's work-stealing scheduler, or a single thread, which needs no cross-thread
+/// wake-ups at all, when one is asked for.
+fn runtime(workers: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    match workers.map(NonZeroUsize::get) {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
 }

@@ -6,6 +6,7 @@
 mod admin;
 mod control;
 mod listen;
+mod nginx;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -109,6 +110,9 @@ pub struct Settings {
     /// The log filter: `nginx_config.error_log_level` (APISIX's `warn` by default), plus the
     /// per-session access lines when `nginx_config.stream.enable_access_log` is true.
     pub log_filter: String,
+    /// Data-plane worker threads (`nginx_config.worker_processes`): `None` is `auto`, one per
+    /// available core.
+    pub workers: Option<std::num::NonZeroUsize>,
     /// One line per ignored key, to be logged at start.
     pub warnings: Vec<String>,
 }
@@ -258,9 +262,11 @@ impl Settings {
                 .child("prometheus")
                 .child("export_addr"),
         )?;
-        let log_filter = parse_log_filter(&root.child("nginx_config"))?;
+        let log_filter = nginx::parse_log_filter(&root.child("nginx_config"))?;
+        let workers = nginx::parse_workers(&root.child("nginx_config").child("worker_processes"))?;
         Ok(Settings {
             log_filter,
+            workers,
             prometheus_addr,
             proxy_mode,
             stream_listeners,
@@ -320,27 +326,6 @@ fn parse_storm(stream_proxy: &Node<'_>) -> Result<StormLimits, ConfigError> {
         client_rate,
         client_burst,
         max_handshakes: number("max_concurrent_handshakes")? as usize,
-    })
-}
-
-/// The tracing filter matching APISIX's error log level and stream access log switch.
-fn parse_log_filter(nginx: &Node<'_>) -> Result<String, ConfigError> {
-    let level_node = nginx.child("error_log_level");
-    let level = match level_node.str_or("warn")? {
-        "debug" => "debug",
-        "info" | "notice" => "info",
-        "warn" => "warn",
-        "error" | "crit" | "alert" | "emerg" => "error",
-        other => return Err(level_node.error(format!("unknown log level {other:?}"))),
-    };
-    let access = nginx
-        .child("stream")
-        .child("enable_access_log")
-        .bool_or(false)?;
-    Ok(if access {
-        format!("{level},streamgate::access=info")
-    } else {
-        level.to_owned()
     })
 }
 

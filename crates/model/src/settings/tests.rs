@@ -138,3 +138,17 @@ fn log_level_and_access_log_follow_nginx_config() {
         "nginx_config.error_log_level"
     );
 }
+
+#[test]
+fn worker_processes_is_auto_or_a_count() {
+    assert_eq!(Settings::parse("").unwrap().workers, None);
+    let auto = Settings::parse("nginx_config:\n  worker_processes: auto\n").unwrap();
+    assert_eq!(auto.workers, None);
+    let three = Settings::parse("nginx_config:\n  worker_processes: 3\n").unwrap();
+    assert_eq!(three.workers.map(|n| n.get()), Some(3));
+    for bad in ["0", "-1", "many", "1.5"] {
+        let err =
+            Settings::parse(&format!("nginx_config:\n  worker_processes: {bad}\n")).unwrap_err();
+        assert_eq!(err.key, "nginx_config.worker_processes", "{bad}");
+    }
+}
