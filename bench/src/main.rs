@@ -28,14 +28,14 @@ use scenario::{idle, publish, storm};
 #[command(name = "mqtt-bench")]
 pub struct Args {
     /// Rounds; each round runs every system once, in a rotated order. Figures are medians.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 4)]
     pub rounds: usize,
     /// Systems to compare (direct, streamgate, haproxy; also streamgate-info, streamgate-1w with
     /// one worker thread, haproxy-1t with `nbthread 1`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,streamgate,haproxy"
+        default_value = "direct,streamgate,streamgate-1w,haproxy,haproxy-1t"
     )]
     pub systems: Vec<String>,
     /// Scenarios to run (idle, silent, storm, tls, qos0, qos1).
@@ -52,13 +52,13 @@ pub struct Args {
     #[arg(long, default_value_t = 200)]
     pub idle_warmup: usize,
     /// Connect storm: clients.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 20000)]
     pub storm_clients: usize,
     /// Connect storm: clients connecting at once.
     #[arg(long, default_value_t = 32)]
     pub storm_concurrency: usize,
     /// TLS connect storm: clients.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 4000)]
     pub tls_clients: usize,
     /// TLS connect storm: clients connecting at once.
     #[arg(long, default_value_t = 16)]

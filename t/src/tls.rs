@@ -240,6 +240,10 @@ impl SniEchoServer {
                     let _ = tls.write_all(format!("hello {sni}\n").as_bytes());
                     tls.conn.send_close_notify();
                     let _ = tls.flush();
+                    // Read to the client's end before closing: closing with bytes unread (its
+                    // close_notify) would reset the connection and could destroy the reply.
+                    let _ = tls.sock.set_read_timeout(Some(Duration::from_secs(5)));
+                    let _ = std::io::copy(&mut tls.sock, &mut std::io::sink());
                 });
             }
         });

@@ -140,11 +140,12 @@ impl Flow {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             match read_draining(src, &mut scratch) {
-                Ok(0) => {
+                Ok(Drained { len: 0, .. }) => {
                     self.read_closed = true;
                     Step::Progress
                 }
-                Ok(n) => {
+                Ok(Drained { len: n, eof }) => {
+                    self.read_closed = eof;
                     let sent = match dst.try_write(&scratch[..n]) {
                         Ok(sent) => sent,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -163,21 +164,46 @@ impl Flow {
     }
 }
 
+/// What one read got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Drained {
+    pub len: usize,
+    /// The peer's FIN had already arrived when the socket was drained: the next read would
+    /// return end-of-file, so it need not be made.
+    pub eof: bool,
+}
+
 /// Reads what `src` holds. A read that does not fill `buf` has drained the socket, so tokio's
 /// readiness is cleared right away instead of after one more `recv` that would only return
 /// EAGAIN (a readiness event that arrived meanwhile is kept: tokio only clears the one it saw).
-pub(crate) fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+/// When the readiness already shows the peer's FIN (EPOLLRDHUP), the drained read was the
+/// last one with data, which `Drained::eof` reports.
+pub(crate) fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<Drained> {
     let mut got = 0;
+    let mut eof = false;
     let read = src.try_io(Interest::READABLE, || {
         got = (&*SockRef::from(src)).read(buf)?;
         if got > 0 && got < buf.len() {
+            eof = peer_closed(src);
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(got)
     });
     match read {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
-        other => other,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(Drained { len: got, eof }),
+        Ok(len) => Ok(Drained { len, eof: false }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the readiness tokio holds for `src` shows the peer's FIN and no error. Only asked
+/// while the socket is known readable, so the readiness future completes on its first poll
+/// without registering anything.
+fn peer_closed(src: &TcpStream) -> bool {
+    let ready = std::pin::pin!(src.ready(Interest::READABLE));
+    match ready.poll(&mut Context::from_waker(std::task::Waker::noop())) {
+        Poll::Ready(Ok(ready)) => ready.is_read_closed() && !ready.is_error(),
+        _ => false,
     }
 }
 

@@ -143,7 +143,7 @@ async fn read_some(client: &mut ClientIo, buf: &mut [u8]) -> io::Result<usize> {
                 ready!(tcp.poll_read_ready(cx))?;
                 match read_draining(tcp, buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    done => return Poll::Ready(done),
+                    done => return Poll::Ready(done.map(|drained| drained.len)),
                 }
             })
             .await

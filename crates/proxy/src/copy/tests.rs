@@ -99,3 +99,42 @@ async fn idle_sessions_time_out() {
     assert_eq!(transfer.end, End::Idle);
     assert_eq!((transfer.to_upstream, transfer.to_client), (0, 0));
 }
+
+#[tokio::test]
+async fn a_drained_read_reports_a_fin_that_already_arrived() {
+    let (mut far, near) = pair().await;
+    let mut buf = [0; 64];
+    far.write_all(b"data").await.unwrap();
+    near.readable().await.unwrap();
+    assert_eq!(
+        read_draining(&near, &mut buf).unwrap(),
+        Drained { len: 4, eof: false },
+        "no FIN yet"
+    );
+    far.write_all(b"last").await.unwrap();
+    far.shutdown().await.unwrap();
+    near.readable().await.unwrap();
+    assert_eq!(
+        read_draining(&near, &mut buf).unwrap(),
+        Drained { len: 4, eof: true },
+        "the data came with the FIN"
+    );
+    assert_eq!(&buf[..4], b"last");
+    assert_eq!(near.try_read(&mut buf).unwrap(), 0, "the next read is EOF");
+}
+
+#[tokio::test]
+async fn data_and_fin_together_end_the_flow_with_every_byte() {
+    let (mut client_end, gw_client) = pair().await;
+    client_end.write_all(b"DISCONNECT").await.unwrap();
+    client_end.shutdown().await.unwrap();
+    let (gw_upstream, mut upstream_end) = pair().await;
+    let task = tokio::spawn(Relay::new(gw_client, gw_upstream, Duration::from_secs(30)));
+    let mut got = Vec::new();
+    upstream_end.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"DISCONNECT");
+    upstream_end.shutdown().await.unwrap();
+    let transfer = task.await.unwrap();
+    assert_eq!(transfer.to_upstream, 10);
+    assert_eq!(transfer.end, End::ClientClosed);
+}
