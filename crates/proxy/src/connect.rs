@@ -179,3 +179,50 @@ pub async fn connect(
     }
     Err(last_error)
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn early_bytes_arrive_first_whatever_their_size() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Larger than a loopback send buffer takes at once: the rest follows after the wait.
+        let early: Vec<u8> = (0..8 << 20).map(|i| i as u8).collect();
+        // The stream is closed once connected and sent, so the peer's read ends.
+        let sending = async { connect_sending(addr, &early).await.map(drop) };
+        let (sent, accepted) = tokio::join!(sending, async {
+            let (mut peer, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        sent.unwrap();
+        assert!(accepted == early, "the peer got exactly the early bytes");
+    }
+
+    #[tokio::test]
+    async fn nothing_to_send_still_waits_for_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = connect_sending(listener.local_addr().unwrap(), &[])
+            .await
+            .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), listener.local_addr().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_fails_with_or_without_early_bytes() {
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        for early in [&b""[..], b"\x10\x0c\x00\x04MQTT"] {
+            let error = connect_sending(closed, early).await.unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused, "{early:?}");
+        }
+    }
+}
