@@ -21,6 +21,7 @@ pub mod storm;
 pub mod tls;
 pub mod upstream;
 pub mod vars;
+pub mod waiting;
 
 pub use compiler::{run_compiler, SnapshotHandle};
 pub use listener::Dataplane;

@@ -44,16 +44,23 @@ pub struct Refused {
     pub reject: Reject,
 }
 
-/// Runs the plugins' `preread` hooks. Returns the bytes read (to replay), or the refusal.
+/// How much the first read of a client takes: enough for a whole CONNECT, usually.
+pub fn first_read(limits: PrereadLimits) -> usize {
+    PREFERRED_READ.min(limits.buffer)
+}
+
+/// Runs the plugins' `preread` hooks from the bytes already read (`first`). Returns all the
+/// bytes read (to replay), or the refusal.
 pub async fn run(
     plugins: &[Arc<dyn StreamPlugin>],
     ctx: &mut Ctx,
     client: &mut ClientIo,
+    first: Vec<u8>,
     limits: PrereadLimits,
     accepted: Instant,
 ) -> Result<Vec<u8>, Refused> {
     let deadline = accepted + limits.timeout;
-    let mut data = Vec::new();
+    let mut data = first;
     let mut end = None;
     for plugin in plugins {
         loop {
@@ -112,10 +119,15 @@ async fn read_until(
     // Take whatever the client already sent (a whole CONNECT in one read, usually), within the
     // pre-read cap; bytes beyond what the plugins need are replayed to the upstream anyway.
     let room = wanted.max(PREFERRED_READ).min(limit).max(wanted);
-    data.reserve_exact(room - data.len().min(room));
     while data.len() < wanted {
+        // Wait for the client before taking memory for its bytes: a client that connects and
+        // stays silent holds no buffer.
+        if timeout_at(deadline, readable(client)).await.is_err() {
+            return Some(InputEnd::Timeout);
+        }
         let room = room.saturating_sub(data.len()).max(1);
         let start = data.len();
+        data.reserve_exact(room);
         data.resize(start + room, 0);
         let read = timeout_at(deadline, read_some(client, &mut data[start..])).await;
         let got = match read {
@@ -132,6 +144,15 @@ async fn read_until(
         }
     }
     None
+}
+
+/// Waits until a plain TCP client has sent something (or closed); a TLS client's bytes are
+/// awaited by the read itself, behind the TLS stream's own buffers.
+async fn readable(client: &ClientIo) {
+    if let Either::Left(tcp) = client {
+        // An error shows up again on the read that follows.
+        let _ = tcp.readable().await;
+    }
 }
 
 /// One read from the client. On plain TCP a short read clears the socket's readiness, so the

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sg_model::check::parse_ip_or_cidr;
 
 use crate::metrics::RouteMetrics;
-use crate::plugin::{self, StreamPlugin};
+use crate::plugin::{self, Reads, StreamPlugin};
 use crate::upstream::Upstream;
 
 /// One stream route, ready to match.
@@ -44,6 +44,17 @@ fn addr_condition(conf: &Value, field: &str) -> Result<Option<IpNet>, String> {
 }
 
 impl Route {
+    /// Whether nothing happens on this route before the client's first bytes: the first plugin
+    /// to act in the pre-read phase reads them. Its connections wait for those bytes holding
+    /// only their socket and a deadline.
+    pub fn waits_for_client(&self) -> bool {
+        self.plugins
+            .iter()
+            .map(|plugin| plugin.reads())
+            .find(|reads| *reads != Reads::Nothing)
+            == Some(Reads::ClientBytes)
+    }
+
     /// Compiles a stream route whose upstream has already been resolved.
     pub fn compile(
         id: &str,

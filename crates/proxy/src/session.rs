@@ -30,6 +30,7 @@ use crate::route::Route;
 use crate::storm::StormGuard;
 use crate::tls::{accept, normalize_sni};
 use crate::vars::ConnVars;
+use crate::waiting::{Accepted, Waiting};
 
 /// What every connection shares.
 pub struct Gateway {
@@ -154,34 +155,25 @@ impl Future for Established {
 }
 
 /// Opens the connection's span, then sets the session up inside it.
-async fn establish(
-    gateway: Arc<Gateway>,
-    client: TcpStream,
-    remote: SocketAddr,
-    server: Option<SocketAddr>,
-    tls: bool,
-) -> Option<Established> {
-    let server = match server {
-        Some(server) => server,
-        None => client.local_addr().ok()?,
-    };
-    let span = tracing::info_span!("conn", client = %remote, server = %server);
-    set_up(gateway, client, remote, server, tls, span.clone())
-        .instrument(span)
-        .await
+async fn establish(accepted: Accepted) -> Option<Established> {
+    let span = tracing::info_span!("conn", client = %accepted.remote, server = %accepted.server);
+    set_up(accepted, span.clone()).instrument(span).await
 }
 
 /// Matches the route (after the TLS handshake on TLS listeners), runs the pre-read phase and
 /// connects the upstream. `None`: the client was refused (and its connection closed).
 async fn set_up(
-    gateway: Arc<Gateway>,
-    tcp: TcpStream,
-    remote: SocketAddr,
-    server: SocketAddr,
-    tls: bool,
+    Accepted {
+        gateway,
+        client: tcp,
+        remote,
+        server,
+        tls,
+        at: accepted,
+        first,
+    }: Accepted,
     span: tracing::Span,
 ) -> Option<Established> {
-    let accepted = Instant::now();
     let snapshot = gateway.snapshots.load();
     let fallback = gateway.fallback_sni.as_deref();
     let (mut client, sni): (ClientIo, Option<String>) = if tls {
@@ -196,7 +188,7 @@ async fn set_up(
             tcp,
             &snapshot.tls,
             fallback,
-            gateway.handshake_timeout,
+            gateway.handshake_timeout.saturating_sub(accepted.elapsed()),
         ));
         match handshake.await {
             Ok(done) => (Either::Right(Box::new(done.stream)), Some(done.sni)),
@@ -235,6 +227,7 @@ async fn set_up(
         &route.plugins,
         &mut ctx,
         &mut client,
+        first,
         gateway.preread,
         accepted,
     )
@@ -311,10 +304,12 @@ async fn refuse(mut client: ClientIo, reply: Option<Vec<u8>>) {
 type SetUp = Pin<Box<dyn Future<Output = Option<Established>> + Send>>;
 
 pin_project! {
-    /// One client connection, from accept to close: a boxed set-up phase (freed once the
-    /// upstream is connected), then the relay, held inline.
+    /// One client connection, from accept to close: waiting for the client's first bytes when
+    /// it speaks first, a boxed set-up phase (freed once the upstream is connected), then the
+    /// relay, held inline.
     #[project = SessionProj]
     pub enum Session {
+        Waiting { #[pin] waiting: Waiting },
         SettingUp { set_up: SetUp },
         Relaying { #[pin] established: Established },
     }
@@ -326,6 +321,12 @@ impl Future for Session {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             match self.as_mut().project() {
+                SessionProj::Waiting { waiting } => match ready!(waiting.poll(cx)) {
+                    Some(accepted) => self.set(Session::SettingUp {
+                        set_up: Box::pin(establish(accepted)),
+                    }),
+                    None => return Poll::Ready(()),
+                },
                 SessionProj::SettingUp { set_up } => match ready!(set_up.as_mut().poll(cx)) {
                     Some(established) => self.set(Session::Relaying { established }),
                     None => return Poll::Ready(()),
@@ -336,8 +337,8 @@ impl Future for Session {
     }
 }
 
-/// The session task of one accepted client connection.
-/// `server`: the address the client reached, when the listener's own address tells it.
+/// The session task of one accepted client connection. `server`: the address the client
+/// reached, when the listener's own address tells it.
 pub fn serve(
     gateway: Arc<Gateway>,
     client: TcpStream,
@@ -345,7 +346,40 @@ pub fn serve(
     server: Option<SocketAddr>,
     tls: bool,
 ) -> Session {
-    Session::SettingUp {
-        set_up: Box::pin(establish(gateway, client, remote, server, tls)),
+    let at = Instant::now();
+    let Some(server) = server.or_else(|| client.local_addr().ok()) else {
+        // The connection is already gone.
+        return Session::SettingUp {
+            set_up: Box::pin(std::future::ready(None)),
+        };
+    };
+    // A TLS client speaks first; so does a client whose route first reads its bytes.
+    let deadline = if tls {
+        Some(at + gateway.handshake_timeout)
+    } else {
+        let sni = gateway.fallback_sni.as_deref().map(normalize_sni);
+        let snapshot = gateway.snapshots.load();
+        let route = snapshot.routes.find(sni.as_deref(), remote, server);
+        route
+            .is_some_and(|route| route.waits_for_client())
+            .then(|| at + gateway.preread.timeout)
+    };
+    let first_read = preread::first_read(gateway.preread);
+    let accepted = Accepted {
+        gateway,
+        client,
+        remote,
+        server,
+        tls,
+        at,
+        first: Vec::new(),
+    };
+    match deadline {
+        Some(deadline) => Session::Waiting {
+            waiting: Waiting::new(accepted, deadline, first_read),
+        },
+        None => Session::SettingUp {
+            set_up: Box::pin(establish(accepted)),
+        },
     }
 }

@@ -5,7 +5,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 use sg_model::check::parse_ip_or_cidr;
 
-use super::{priority_of, Ctx, Input, Preread, Reject, StreamPlugin};
+use super::{priority_of, Ctx, Input, Preread, Reads, Reject, StreamPlugin};
 
 pub struct IpRestriction {
     list: Vec<IpNet>,
@@ -52,6 +52,10 @@ impl StreamPlugin for IpRestriction {
 
     fn priority(&self) -> i32 {
         priority_of(self.name())
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Connection
     }
 
     fn preread(&self, ctx: &mut Ctx, _input: Input<'_>) -> Preread {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::{priority_of, Ctx, Input, Preread, Reject, StreamPlugin};
+use super::{priority_of, Ctx, Input, Preread, Reads, Reject, StreamPlugin};
 use crate::vars::{key_buf, Var};
 
 /// Active connections per `<route>:<conf digest>:<key>`, process-wide like nginx's shared dict,
@@ -144,6 +144,10 @@ impl StreamPlugin for LimitConn {
 
     fn priority(&self) -> i32 {
         priority_of(self.name())
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::Connection
     }
 
     fn preread(&self, ctx: &mut Ctx, _input: Input<'_>) -> Preread {

@@ -75,12 +75,28 @@ pub enum Preread {
     Reject(Reject),
 }
 
+/// What a plugin's `preread` hook looks at before it decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Nothing: the hook always continues.
+    Nothing,
+    /// The connection alone (addresses, counters): it may act before the client sends a byte.
+    Connection,
+    /// The client's first bytes.
+    ClientBytes,
+}
+
 /// A stream plugin. Instances are built once per route per snapshot.
 pub trait StreamPlugin: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// APISIX's priority; higher runs first.
     fn priority(&self) -> i32;
+
+    /// What `preread` needs to decide.
+    fn reads(&self) -> Reads {
+        Reads::Nothing
+    }
 
     /// Runs after the route matched and before an upstream node is picked. It may ask for more
     /// client bytes, delay the connection, or reject it (closing it without a byte).

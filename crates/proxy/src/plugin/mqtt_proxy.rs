@@ -6,7 +6,7 @@ use serde_json::Value;
 use sg_mqtt::{decode_connect, protocol, Connect, Decoded, Invalid};
 use tracing::{error, info};
 
-use super::{priority_of, Ctx, Input, InputEnd, Preread, Reject, StreamPlugin};
+use super::{priority_of, Ctx, Input, InputEnd, Preread, Reads, Reject, StreamPlugin};
 use crate::metrics::{ReasonLabels, METRICS};
 
 /// The code APISIX's plugin returns on every refusal.
@@ -112,6 +112,10 @@ impl StreamPlugin for MqttProxy {
 
     fn priority(&self) -> i32 {
         priority_of(self.name())
+    }
+
+    fn reads(&self) -> Reads {
+        Reads::ClientBytes
     }
 
     fn preread(&self, ctx: &mut Ctx, input: Input<'_>) -> Preread {

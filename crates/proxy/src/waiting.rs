@@ -1,0 +1,103 @@
+//! The first phase of a connection whose client speaks first (a TLS client's ClientHello, an
+//! MQTT client's CONNECT): it waits for the client's first bytes holding only the socket and a
+//! deadline, so a client that connects and stays silent costs no set-up state.
+
+use std::future::Future;
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use socket2::SockRef;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant, Sleep};
+
+use crate::copy::read_draining;
+use crate::session::Gateway;
+
+/// What the set-up phase starts from.
+pub struct Accepted {
+    pub gateway: Arc<Gateway>,
+    pub client: TcpStream,
+    pub remote: SocketAddr,
+    pub server: SocketAddr,
+    pub tls: bool,
+    /// When the connection was accepted: the pre-read and handshake deadlines count from here.
+    pub at: Instant,
+    /// Client bytes already read (plain TCP only); the pre-read phase starts from them.
+    pub first: Vec<u8>,
+}
+
+pin_project! {
+    /// Ready once the client has sent something, closed, or let its deadline pass; the set-up
+    /// phase then reads and reports what happened (a deadline already passed times out there,
+    /// as it would have without this phase).
+    ///
+    /// tokio reports a freshly accepted socket readable before anything arrived, so readiness
+    /// is confirmed by a read: into a buffer taken only for that read on plain TCP (its bytes
+    /// go on to the pre-read), by a one-byte peek on TLS (the handshake reads them itself).
+    /// Either way the socket's readiness is cleared when nothing was there.
+    pub struct Waiting {
+        accepted: Option<Accepted>,
+        first_read: usize,
+        #[pin]
+        deadline: Sleep,
+    }
+}
+
+impl Waiting {
+    /// `first_read`: how many bytes to read at once on plain TCP.
+    pub fn new(accepted: Accepted, deadline: Instant, first_read: usize) -> Waiting {
+        Waiting {
+            accepted: Some(accepted),
+            first_read: first_read.max(1),
+            deadline: sleep_until(deadline),
+        }
+    }
+}
+
+impl Future for Waiting {
+    /// `None` only when polled again after completing.
+    type Output = Option<Accepted>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Accepted>> {
+        let mut this = self.project();
+        let Some(accepted) = this.accepted.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            if accepted.client.poll_read_ready(cx).is_pending() {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(this.accepted.take());
+                }
+                return Poll::Pending;
+            }
+            match confirm(accepted, *this.first_read) {
+                // Nothing yet: the readiness is cleared, wait for the next.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // Bytes, end of file or an error: the set-up phase takes it from here.
+                _ => return Poll::Ready(this.accepted.take()),
+            }
+        }
+    }
+}
+
+/// Checks that the client sent something, keeping what a plain TCP read got.
+fn confirm(accepted: &mut Accepted, first_read: usize) -> io::Result<()> {
+    let client = &accepted.client;
+    if accepted.tls {
+        let mut byte = [MaybeUninit::uninit()];
+        return client
+            .try_io(Interest::READABLE, || SockRef::from(client).peek(&mut byte))
+            .map(drop);
+    }
+    let mut first = vec![0; first_read];
+    let drained = read_draining(client, &mut first)?;
+    first.truncate(drained.len);
+    accepted.first = first;
+    Ok(())
+}
