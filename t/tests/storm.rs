@@ -1,6 +1,7 @@
 //! Connect-storm protection of the built binary: a per-client-IP connection rate and a cap on
 //! TLS handshakes in progress, while legitimate clients still connect.
 
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -50,8 +51,15 @@ fn storm_limits_hold_while_legitimate_clients_connect() {
     // Everyone else is unaffected.
     assert_eq!(who_answers("127.0.0.1", plain).as_deref(), Some("up"));
 
-    // Two silent TLS clients take both handshake slots; a third is refused at once.
-    let silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(tls).unwrap()).collect();
+    // Two TLS clients that stall after the first bytes of their ClientHello take both handshake
+    // slots; a third is refused at once.
+    let stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut client = TcpStream::connect(tls).unwrap();
+            client.write_all(&[0x16, 0x03, 0x01]).unwrap();
+            client
+        })
+        .collect();
     let options = ClientOptions {
         sni: Some("storm.test.com"),
         ..Default::default()
@@ -62,7 +70,7 @@ fn storm_limits_hold_while_legitimate_clients_connect() {
         let _ = exchange(tls, &options, b"x");
     }
     // When they go, legitimate handshakes get through again.
-    drop(silent);
+    drop(stalled);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match exchange(tls, &options, b"x") {
@@ -74,4 +82,45 @@ fn storm_limits_hold_while_legitimate_clients_connect() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn silent_tls_clients_take_no_handshake_slot() {
+    let tls = free_port_on("127.0.0.1");
+    let admin_port = free_port();
+    let entries = [format!("{{addr: \"127.0.0.1:{tls}\", tls: true}}")];
+    let config = config_with_tcp(admin_port, &entries).replace(
+        "  stream_proxy:\n",
+        "  stream_proxy:\n    max_concurrent_handshakes: 1\n",
+    );
+    let gw = Gateway::start_with(&config, admin_port).unwrap();
+    let server = NamedServer::start("127.0.0.1", "up").unwrap();
+    let route = json!({"upstream": {"nodes": {server.addr.to_string(): 1}}});
+    assert_eq!(
+        gw.admin("PUT", "/apisix/admin/stream_routes/1", &route.to_string())
+            .status,
+        201
+    );
+    let pair = Ca::root("ca").leaf(&["storm.test.com"], 1);
+    let ssl = json!({"cert": pair.cert, "key": pair.key, "snis": ["storm.test.com"]});
+    assert_eq!(
+        gw.admin("PUT", "/apisix/admin/ssls/1", &ssl.to_string())
+            .status,
+        201
+    );
+    let tls = format!("127.0.0.1:{tls}").parse().unwrap();
+    // Connected and silent: they wait for their first bytes without a slot.
+    let _silent: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(tls).unwrap()).collect();
+    let options = ClientOptions {
+        sni: Some("storm.test.com"),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let reply = exchange(tls, &options, b"x").expect("the one slot is free");
+        assert_eq!(reply.received, b"up\nxbye 1\n");
+    }
+    assert_eq!(
+        gw.metric("streamgate_connections_refused_total{reason=\"handshake_limit\"}"),
+        0.0
+    );
 }
