@@ -280,7 +280,7 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
         }
     }
     if on("storm") {
-        match storm::run(
+        let outcome = storm::run(
             &system.plain,
             None,
             args.storm_clients,
@@ -288,21 +288,11 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
             &format!("{tag}-storm"),
             system.pid,
         )
-        .await
-        {
-            Ok(s) => {
-                if s.errors > 0 {
-                    result
-                        .errors
-                        .push(format!("storm: {} clients failed", s.errors));
-                }
-                result.storm = Some(s)
-            }
-            Err(e) => result.errors.push(format!("storm: {e:#}")),
-        }
+        .await;
+        result.storm = kept("storm", outcome, &mut result.errors);
     }
     if on("tls") {
-        match storm::run(
+        let outcome = storm::run(
             &system.tls,
             Some(tls),
             args.tls_clients,
@@ -310,18 +300,8 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
             &format!("{tag}-tls"),
             system.pid,
         )
-        .await
-        {
-            Ok(s) => {
-                if s.errors > 0 {
-                    result
-                        .errors
-                        .push(format!("tls: {} clients failed", s.errors));
-                }
-                result.tls = Some(s)
-            }
-            Err(e) => result.errors.push(format!("tls: {e:#}")),
-        }
+        .await;
+        result.tls = kept("tls", outcome, &mut result.errors);
     }
     for qos in [0u8, 1] {
         if !on(&format!("qos{qos}")) {
@@ -343,4 +323,24 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
         }
     }
     result
+}
+
+/// Keeps a storm's figures, noting the clients that failed, or the error that stopped it.
+fn kept(
+    name: &str,
+    outcome: Result<storm::Storm>,
+    errors: &mut Vec<String>,
+) -> Option<storm::Storm> {
+    match outcome {
+        Ok(storm) => {
+            if storm.errors > 0 {
+                errors.push(format!("{name}: {} clients failed", storm.errors));
+            }
+            Some(storm)
+        }
+        Err(e) => {
+            errors.push(format!("{name}: {e:#}"));
+            None
+        }
+    }
 }

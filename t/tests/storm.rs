@@ -12,17 +12,10 @@ use sg_blackbox::tcp::{who_answers, NamedServer};
 use sg_blackbox::tls::{exchange, ClientOptions};
 use sg_blackbox::{config_with_tcp, free_port, Gateway};
 
-#[test]
-fn storm_limits_hold_while_legitimate_clients_connect() {
-    let (plain, tls) = (free_port_on("127.0.0.1"), free_port_on("127.0.0.1"));
-    let admin_port = free_port();
-    let entries = [
-        format!("\"127.0.0.1:{plain}\""),
-        format!("{{addr: \"127.0.0.1:{tls}\", tls: true}}"),
-    ];
-    let limits =
-        "    client_conn_rate: 5\n    client_conn_burst: 5\n    max_concurrent_handshakes: 2\n";
-    let config = config_with_tcp(admin_port, &entries)
+/// A gateway with `limits` under `stream_proxy`, a route to a server answering "up", and a
+/// certificate for storm.test.com.
+fn start(admin_port: u16, entries: &[String], limits: &str) -> (Gateway, NamedServer) {
+    let config = config_with_tcp(admin_port, entries)
         .replace("  stream_proxy:\n", &format!("  stream_proxy:\n{limits}"));
     let gw = Gateway::start_with(&config, admin_port).unwrap();
     let server = NamedServer::start("127.0.0.1", "up").unwrap();
@@ -39,6 +32,20 @@ fn storm_limits_hold_while_legitimate_clients_connect() {
             .status,
         201
     );
+    (gw, server)
+}
+
+#[test]
+fn storm_limits_hold_while_legitimate_clients_connect() {
+    let (plain, tls) = (free_port_on("127.0.0.1"), free_port_on("127.0.0.1"));
+    let admin_port = free_port();
+    let entries = [
+        format!("\"127.0.0.1:{plain}\""),
+        format!("{{addr: \"127.0.0.1:{tls}\", tls: true}}"),
+    ];
+    let limits =
+        "    client_conn_rate: 5\n    client_conn_burst: 5\n    max_concurrent_handshakes: 2\n";
+    let (gw, _server) = start(admin_port, &entries, limits);
     let plain = format!("127.0.0.1:{plain}").parse().unwrap();
     let tls = format!("127.0.0.1:{tls}").parse().unwrap();
 
@@ -89,25 +96,7 @@ fn silent_tls_clients_take_no_handshake_slot() {
     let tls = free_port_on("127.0.0.1");
     let admin_port = free_port();
     let entries = [format!("{{addr: \"127.0.0.1:{tls}\", tls: true}}")];
-    let config = config_with_tcp(admin_port, &entries).replace(
-        "  stream_proxy:\n",
-        "  stream_proxy:\n    max_concurrent_handshakes: 1\n",
-    );
-    let gw = Gateway::start_with(&config, admin_port).unwrap();
-    let server = NamedServer::start("127.0.0.1", "up").unwrap();
-    let route = json!({"upstream": {"nodes": {server.addr.to_string(): 1}}});
-    assert_eq!(
-        gw.admin("PUT", "/apisix/admin/stream_routes/1", &route.to_string())
-            .status,
-        201
-    );
-    let pair = Ca::root("ca").leaf(&["storm.test.com"], 1);
-    let ssl = json!({"cert": pair.cert, "key": pair.key, "snis": ["storm.test.com"]});
-    assert_eq!(
-        gw.admin("PUT", "/apisix/admin/ssls/1", &ssl.to_string())
-            .status,
-        201
-    );
+    let (gw, _server) = start(admin_port, &entries, "    max_concurrent_handshakes: 1\n");
     let tls = format!("127.0.0.1:{tls}").parse().unwrap();
     // Connected and silent: they wait for their first bytes without a slot.
     let _silent: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(tls).unwrap()).collect();

@@ -55,21 +55,14 @@ pub async fn run(
     concurrency: usize,
     tag: &str,
 ) -> Result<f64> {
-    let warm = open(addrs, warmup, concurrency, &format!("{tag}-warm")).await?;
-    for stream in warm {
-        client::close(stream).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss(pid)?;
-    let held = open(addrs, clients, concurrency, tag).await?;
-    if held.len() != clients {
-        bail!("only {} of {clients} clients connected", held.len());
-    }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let after = rss(pid)?;
-    drop(held);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    Ok(after.saturating_sub(before) as f64 / clients as f64)
+    let hold = async {
+        let held = open(addrs, clients, concurrency, tag).await?;
+        if held.len() != clients {
+            bail!("only {} of {clients} clients connected", held.len());
+        }
+        Ok(held)
+    };
+    growth_per_client(addrs, pid, clients, warmup, concurrency, tag, hold).await
 }
 
 /// Bytes of proxy RSS per client that connected and sent nothing (the proxy waits for its
@@ -82,18 +75,37 @@ pub async fn silent(
     concurrency: usize,
     tag: &str,
 ) -> Result<f64> {
+    let hold = async {
+        let mut held = Vec::with_capacity(clients);
+        for i in 0..clients {
+            held.push(TcpStream::connect(addrs[i % addrs.len()]).await?);
+        }
+        Ok(held)
+    };
+    growth_per_client(addrs, pid, clients, warmup, concurrency, tag, hold).await
+}
+
+/// Opens and closes `warmup` sessions, then measures the proxy's RSS growth per client while
+/// `hold` keeps its `clients` connections open.
+async fn growth_per_client(
+    addrs: &[SocketAddr],
+    pid: u32,
+    clients: usize,
+    warmup: usize,
+    concurrency: usize,
+    tag: &str,
+    hold: impl std::future::Future<Output = Result<Vec<TcpStream>>>,
+) -> Result<f64> {
     let warm = open(addrs, warmup, concurrency, &format!("{tag}-warm")).await?;
     for stream in warm {
         client::close(stream).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss(pid)?;
-    let mut held = Vec::with_capacity(clients);
-    for i in 0..clients {
-        held.push(TcpStream::connect(addrs[i % addrs.len()]).await?);
-    }
+    let held = hold.await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = rss(pid)?;
     drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(after.saturating_sub(before) as f64 / clients as f64)
 }

@@ -102,11 +102,6 @@ impl Flow {
         }
     }
 
-    /// Whether this direction has closed on both ends.
-    fn finished(&self) -> bool {
-        self.write_closed
-    }
-
     /// Moves what can be moved without waiting. `last`: the other direction has finished, so
     /// this one ends the session.
     fn step(&mut self, src: &TcpStream, dst: &TcpStream, last: bool) -> Step {
@@ -277,8 +272,9 @@ impl Future for Relay {
         };
         let mut budget = 0;
         loop {
-            let a = this.up.step(client, upstream, this.down.finished());
-            let b = this.down.step(upstream, client, this.up.finished());
+            // A direction has finished once its half-close was forwarded.
+            let a = this.up.step(client, upstream, this.down.write_closed);
+            let b = this.down.step(upstream, client, this.up.write_closed);
             if a == Step::Progress || b == Step::Progress {
                 *this.last_activity = Instant::now();
                 if this.first_close.is_none() {

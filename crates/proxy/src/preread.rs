@@ -46,7 +46,7 @@ pub struct Refused {
 
 /// How much the first read of a client takes: enough for a whole CONNECT, usually.
 pub fn first_read(limits: PrereadLimits) -> usize {
-    PREFERRED_READ.min(limits.buffer)
+    PREFERRED_READ.min(limits.buffer).max(1)
 }
 
 /// Runs the plugins' `preread` hooks from the bytes already read (`first`). Returns all the
@@ -119,15 +119,10 @@ async fn read_until(
     // Take whatever the client already sent (a whole CONNECT in one read, usually), within the
     // pre-read cap; bytes beyond what the plugins need are replayed to the upstream anyway.
     let room = wanted.max(PREFERRED_READ).min(limit).max(wanted);
+    data.reserve_exact(room - data.len().min(room));
     while data.len() < wanted {
-        // Wait for the client before taking memory for its bytes: a client that connects and
-        // stays silent holds no buffer.
-        if timeout_at(deadline, readable(client)).await.is_err() {
-            return Some(InputEnd::Timeout);
-        }
         let room = room.saturating_sub(data.len()).max(1);
         let start = data.len();
-        data.reserve_exact(room);
         data.resize(start + room, 0);
         let read = timeout_at(deadline, read_some(client, &mut data[start..])).await;
         let got = match read {
@@ -144,15 +139,6 @@ async fn read_until(
         }
     }
     None
-}
-
-/// Waits until a plain TCP client has sent something (or closed); a TLS client's bytes are
-/// awaited by the read itself, behind the TLS stream's own buffers.
-async fn readable(client: &ClientIo) {
-    if let Either::Left(tcp) = client {
-        // An error shows up again on the read that follows.
-        let _ = tcp.readable().await;
-    }
 }
 
 /// One read from the client. On plain TCP a short read clears the socket's readiness, so the

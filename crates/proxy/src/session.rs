@@ -28,7 +28,7 @@ use crate::relay_io;
 use crate::resolve::Resolver;
 use crate::route::Route;
 use crate::storm::StormGuard;
-use crate::tls::{accept, normalize_sni};
+use crate::tls::accept;
 use crate::vars::ConnVars;
 use crate::waiting::{Accepted, Waiting};
 
@@ -37,7 +37,7 @@ pub struct Gateway {
     pub snapshots: SnapshotHandle,
     pub resolver: Arc<Resolver>,
     pub preread: PrereadLimits,
-    /// `apisix.ssl.fallback_sni`: the SNI assumed when a client sends none.
+    /// `apisix.ssl.fallback_sni`, normalized: the SNI assumed when a client sends none.
     pub fallback_sni: Option<String>,
     /// The longest a TLS client may take to complete its handshake.
     pub handshake_timeout: Duration,
@@ -171,12 +171,11 @@ async fn set_up(
         tls,
         at: accepted,
         first,
+        route,
     }: Accepted,
     span: tracing::Span,
 ) -> Option<Established> {
-    let snapshot = gateway.snapshots.load();
-    let fallback = gateway.fallback_sni.as_deref();
-    let (mut client, sni): (ClientIo, Option<String>) = if tls {
+    let (mut client, route, sni): (ClientIo, _, _) = if tls {
         let Ok(_slot) = gateway.storm.handshake() else {
             METRICS.refuse("handshake_limit");
             reject(Either::Left(tcp));
@@ -184,14 +183,22 @@ async fn set_up(
         };
         // Boxed, as the connect phase below: a session waiting for its client holds only the
         // state of the phase it is in.
+        let snapshot = gateway.snapshots.load();
         let handshake = Box::pin(accept::handshake(
             tcp,
             &snapshot.tls,
-            fallback,
+            gateway.fallback_sni.as_deref(),
             gateway.handshake_timeout.saturating_sub(accepted.elapsed()),
         ));
         match handshake.await {
-            Ok(done) => (Either::Right(Box::new(done.stream)), Some(done.sni)),
+            Ok(done) => {
+                let route = snapshot.routes.find(Some(&done.sni), remote, server);
+                (
+                    Either::Right(Box::new(done.stream)),
+                    route.cloned(),
+                    Some(done.sni),
+                )
+            }
             Err(e) => {
                 warn!("{e}");
                 METRICS
@@ -202,19 +209,13 @@ async fn set_up(
             }
         }
     } else {
-        // APISIX applies fallback_sni to plain connections too when matching routes.
-        (Either::Left(tcp), fallback.map(normalize_sni))
+        (Either::Left(tcp), route, None)
     };
-    let Some(route) = snapshot
-        .routes
-        .find(sni.as_deref(), remote, server)
-        .cloned()
-    else {
+    let Some(route) = route else {
         info!("not hit any route");
         reject(client);
         return None;
     };
-    drop(snapshot);
     let mut ctx = Ctx {
         vars: ConnVars {
             remote,
@@ -249,7 +250,8 @@ async fn set_up(
         reject(client);
         return None;
     };
-    let upstream_sni = if tls { sni.as_deref() } else { None };
+    // Plain clients' fallback SNI only matched routes; TLS upstreams get the client's name.
+    let upstream_sni = sni.as_deref();
     let connected = match Box::pin(connect(
         &upstream,
         &ctx.vars,
@@ -353,18 +355,26 @@ pub fn serve(
             set_up: Box::pin(std::future::ready(None)),
         };
     };
+    // Plain connections match their route now (APISIX applies fallback_sni to them too); TLS
+    // ones on their SNI after the handshake.
+    let route = if tls {
+        None
+    } else {
+        let snapshot = gateway.snapshots.load();
+        let route = snapshot
+            .routes
+            .find(gateway.fallback_sni.as_deref(), remote, server);
+        route.cloned()
+    };
     // A TLS client speaks first; so does a client whose route first reads its bytes.
     let deadline = if tls {
         Some(at + gateway.handshake_timeout)
     } else {
-        let sni = gateway.fallback_sni.as_deref().map(normalize_sni);
-        let snapshot = gateway.snapshots.load();
-        let route = snapshot.routes.find(sni.as_deref(), remote, server);
         route
+            .as_ref()
             .is_some_and(|route| route.waits_for_client())
             .then(|| at + gateway.preread.timeout)
     };
-    let first_read = preread::first_read(gateway.preread);
     let accepted = Accepted {
         gateway,
         client,
@@ -373,10 +383,11 @@ pub fn serve(
         tls,
         at,
         first: Vec::new(),
+        route,
     };
     match deadline {
         Some(deadline) => Session::Waiting {
-            waiting: Waiting::new(accepted, deadline, first_read),
+            waiting: Waiting::new(accepted, deadline),
         },
         None => Session::SettingUp {
             set_up: Box::pin(establish(accepted)),

@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use crate::copy::read_draining;
+use crate::preread;
+use crate::route::Route;
 use crate::session::Gateway;
 
 /// What the set-up phase starts from.
@@ -30,6 +32,9 @@ pub struct Accepted {
     pub at: Instant,
     /// Client bytes already read (plain TCP only); the pre-read phase starts from them.
     pub first: Vec<u8>,
+    /// The route matched at accept (plain listeners; TLS connections match on their SNI once
+    /// the handshake is done).
+    pub route: Option<Arc<Route>>,
 }
 
 pin_project! {
@@ -43,18 +48,15 @@ pin_project! {
     /// Either way the socket's readiness is cleared when nothing was there.
     pub struct Waiting {
         accepted: Option<Accepted>,
-        first_read: usize,
         #[pin]
         deadline: Sleep,
     }
 }
 
 impl Waiting {
-    /// `first_read`: how many bytes to read at once on plain TCP.
-    pub fn new(accepted: Accepted, deadline: Instant, first_read: usize) -> Waiting {
+    pub fn new(accepted: Accepted, deadline: Instant) -> Waiting {
         Waiting {
             accepted: Some(accepted),
-            first_read: first_read.max(1),
             deadline: sleep_until(deadline),
         }
     }
@@ -76,7 +78,7 @@ impl Future for Waiting {
                 }
                 return Poll::Pending;
             }
-            match confirm(accepted, *this.first_read) {
+            match confirm(accepted) {
                 // Nothing yet: the readiness is cleared, wait for the next.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 // Bytes, end of file or an error: the set-up phase takes it from here.
@@ -87,7 +89,7 @@ impl Future for Waiting {
 }
 
 /// Checks that the client sent something, keeping what a plain TCP read got.
-fn confirm(accepted: &mut Accepted, first_read: usize) -> io::Result<()> {
+fn confirm(accepted: &mut Accepted) -> io::Result<()> {
     let client = &accepted.client;
     if accepted.tls {
         let mut byte = [MaybeUninit::uninit()];
@@ -95,7 +97,7 @@ fn confirm(accepted: &mut Accepted, first_read: usize) -> io::Result<()> {
             .try_io(Interest::READABLE, || SockRef::from(client).peek(&mut byte))
             .map(drop);
     }
-    let mut first = vec![0; first_read];
+    let mut first = vec![0; preread::first_read(accepted.gateway.preread)];
     let drained = read_draining(client, &mut first)?;
     first.truncate(drained.len);
     accepted.first = first;

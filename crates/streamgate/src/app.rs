@@ -118,7 +118,10 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         snapshots: snapshots.clone(),
         resolver: resolver.clone(),
         preread,
-        fallback_sni: settings.fallback_sni.clone(),
+        fallback_sni: settings
+            .fallback_sni
+            .as_deref()
+            .map(sg_proxy::tls::normalize_sni),
         handshake_timeout: settings.handshake_timeout,
         storm: StormGuard::new(settings.storm),
         drainer: drainer.clone(),
