@@ -1,6 +1,6 @@
 //! The data plane: the compiler that turns the stored object set into an immutable `Snapshot`
 //! published through `ArcSwap`, and the listeners, sessions and copy loop that read it.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod compiler;
@@ -22,6 +22,7 @@ pub mod tls;
 pub mod upstream;
 pub mod vars;
 pub mod waiting;
+pub mod workers;
 
 pub use compiler::{run_compiler, SnapshotHandle};
 pub use listener::Dataplane;

@@ -1,5 +1,6 @@
-//! Stream listeners: accept loops that hand each connection to a session task, and the drain
-//! that lets established sessions finish after the listeners close.
+//! Stream listeners: accept loops that hand each connection to a session task on the worker
+//! [`Workers::place`] picks, and the drain that lets established sessions finish after the
+//! listeners close.
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,6 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sg_model::settings::StreamListener;
+use socket2::Socket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -15,13 +19,14 @@ use tracing::{error, info, warn};
 
 use crate::metrics::METRICS;
 use crate::session::{self, Gateway};
+use crate::workers::Workers;
 
 /// Pause after an accept error (such as running out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A bound stream listener and whether it terminates TLS.
 pub struct Bound {
-    pub listener: TcpListener,
+    pub listener: std::net::TcpListener,
     pub tls: bool,
 }
 
@@ -38,9 +43,11 @@ pub async fn bind(listeners: &[StreamListener]) -> io::Result<Vec<Bound>> {
                 format!("binding the stream listener {}: {e}", entry.addr),
             )
         })?;
+        // Accepted sockets inherit TCP_NODELAY: one setsockopt per connection fewer.
+        socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
         info!(addr = %listener.local_addr()?, tls = entry.tls, "stream listener open");
         bound.push(Bound {
-            listener,
+            listener: listener.into_std()?,
             tls: entry.tls,
         });
     }
@@ -57,8 +64,8 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// Starts accepting on every listener.
-    pub fn start(listeners: Vec<Bound>, gateway: Arc<Gateway>) -> Dataplane {
+    /// Starts accepting on every listener, from the current (home) worker.
+    pub fn start(listeners: Vec<Bound>, gateway: Arc<Gateway>, workers: Arc<Workers>) -> Dataplane {
         let sessions = TaskTracker::new();
         let (stop, stopped) = watch::channel(false);
         let addrs = listeners
@@ -71,6 +78,7 @@ impl Dataplane {
                 tokio::spawn(accept_loop(
                     bound,
                     gateway.clone(),
+                    workers.clone(),
                     sessions.clone(),
                     stopped.clone(),
                 ))
@@ -106,6 +114,7 @@ impl Dataplane {
 async fn accept_loop(
     Bound { listener, tls }: Bound,
     gateway: Arc<Gateway>,
+    workers: Arc<Workers>,
     sessions: TaskTracker,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -114,23 +123,84 @@ async fn accept_loop(
         .local_addr()
         .ok()
         .filter(|addr| !addr.ip().is_unspecified());
+    let listener = match watch(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            error!(error = %e, "cannot watch the stream listener");
+            return;
+        }
+    };
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener) => accepted,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
         match accepted {
             Ok((client, remote)) if !gateway.storm.admit(remote.ip()) => {
                 METRICS.refuse("client_rate");
-                let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+                let _ = client.set_linger(Some(Duration::ZERO));
             }
             Ok((client, remote)) => {
-                sessions.spawn(session::serve(gateway.clone(), client, remote, server, tls));
+                let worker = workers.place();
+                match worker.adopt(client.into()) {
+                    Ok(client) => {
+                        // The session's timers belong to its worker too.
+                        let _entered = worker.handle().enter();
+                        let session = session::serve(gateway.clone(), client, remote, server, tls);
+                        sessions.spawn_on(session, worker.handle());
+                    }
+                    Err(e) => warn!(error = %e, "cannot register a connection with its worker"),
+                }
             }
             Err(e) => {
                 error!(error = %e, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
+    }
+}
+
+/// Watches a listener's readiness on the current (home) worker. Accepted sockets are not
+/// registered there: each joins only the driver of the worker its session runs on.
+#[allow(unsafe_code)]
+fn watch(listener: std::net::TcpListener) -> io::Result<AsyncFd<Socket>> {
+    // SAFETY: the `Socket` owns the listener's descriptor and keeps it, unchanged, until the
+    // `AsyncFd` drops it.
+    let watched =
+        unsafe { AsyncFd::register_with_interest(Socket::from(listener), Interest::READABLE) };
+    Ok(watched?)
+}
+
+/// Accepts one connection, non-blocking and close-on-exec from the start.
+async fn accept(listener: &AsyncFd<Socket>) -> io::Result<(Socket, SocketAddr)> {
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    loop {
+        let mut ready = listener.readable().await?;
+        if let Ok(accepted) = ready.try_io(|listener| listener.get_ref().accept4(flags)) {
+            let (client, remote) = accepted?;
+            // Only IP listeners exist; anything else is dropped.
+            if let Some(remote) = remote.as_socket() {
+                return Ok((client, remote));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay() {
+        let entry = StreamListener {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: false,
+            proxy_protocol: false,
+        };
+        let bound = bind(&[entry]).await.unwrap().remove(0);
+        let listener = TcpListener::from_std(bound.listener).unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (accepted, _client) = tokio::join!(listener.accept(), client);
+        assert!(accepted.unwrap().0.nodelay().unwrap());
     }
 }

@@ -268,7 +268,6 @@ async fn set_up(
             return None;
         }
     };
-    let _ = tcp_of(&client).set_nodelay(true);
     let stream = connected.stream;
     let replayed = preread.len() as u64;
     let close = gateway.drainer.as_ref().map(|drainer| {

@@ -12,6 +12,7 @@ use sg_proxy::drain::Drainer;
 use sg_proxy::preread::PrereadLimits;
 use sg_proxy::resolve::Resolver;
 use sg_proxy::storm::StormGuard;
+use sg_proxy::workers::Workers;
 use sg_proxy::{Dataplane, Gateway};
 use sg_store::{ConfigStore, EmbeddedStore};
 use tokio::net::TcpListener;
@@ -87,7 +88,7 @@ async fn open_store(settings: &Settings) -> Result<Arc<dyn ConfigStore>, StartEr
 }
 
 /// Runs the gateway until SIGTERM or SIGINT, then drains.
-pub async fn run(settings: Settings) -> Result<(), StartError> {
+pub async fn run(settings: Settings, workers: Arc<Workers>) -> Result<(), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     report(&settings);
     raise_file_limit();
@@ -126,7 +127,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         storm: StormGuard::new(settings.storm),
         drainer: drainer.clone(),
     });
-    let dataplane = Dataplane::start(listeners, gateway);
+    let dataplane = Dataplane::start(listeners, gateway, workers);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let checkers = sg_proxy::health::spawn_manager(snapshots.clone(), resolver, stop_rx.clone());

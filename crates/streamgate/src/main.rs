@@ -5,12 +5,13 @@
 mod app;
 mod exporter;
 
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use sg_model::Settings;
+use sg_proxy::workers::Workers;
 
 /// Exit code for an unusable configuration (sysexits' EX_USAGE, as linkerd uses).
 const EX_USAGE: u8 = 64;
@@ -44,14 +45,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match runtime(settings.workers) {
-        Ok(runtime) => runtime,
+    let (runtime, workers) = match Workers::build(settings.workers) {
+        Ok(built) => built,
         Err(e) => {
             eprintln!("streamgate: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::run(settings)) {
+    match runtime.block_on(app::run(settings, Arc::new(workers))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(app::StartError::Usage(e)) => {
             eprintln!("streamgate: {e:#}");
@@ -62,20 +63,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The runtime: `worker_processes` threads (one per core for `auto`) sharing every connection
-/// through tokio's work-stealing scheduler, or a single thread, which needs no cross-thread
-/// wake-ups at all, when one is asked for.
-fn runtime(workers: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = match workers.map(NonZeroUsize::get) {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(n);
-            builder
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    builder.enable_all().build()
 }

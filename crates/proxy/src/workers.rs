@@ -1,0 +1,264 @@
+//! Worker threads, each driving a single-threaded runtime, and the placement of new sessions on
+//! them: a session starts on the home worker (the one that accepts) while home keeps up, and on
+//! the least busy worker once home has run without a pause for [`SATURATED`].
+//!
+//! Why not one work-stealing runtime: on a few cores shared with brokers, spreading every
+//! session's wake-ups over all threads costs cross-thread hand-offs and leaves each wake-up
+//! fewer ready sockets to batch. Filling one thread first keeps light traffic as cheap as one
+//! thread, and a connection storm still gets every core. A session stays on the worker it
+//! started on.
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::runtime::{Builder, Handle, Runtime};
+use tokio_util::sync::CancellationToken;
+
+/// How long a worker may run tasks without parking before it counts as saturated. Short: a
+/// storm of new connections is better spread early (measured: 1 ms cost a connect storm 5%),
+/// while long-lived connections made at a calm moment still land on home together.
+pub const SATURATED: Duration = Duration::from_micros(100);
+
+/// Marks a parked worker in [`Load::busy_since`].
+const PARKED: u64 = 0;
+
+/// Nanoseconds since `epoch`, plus one so that no stamp is [`PARKED`].
+fn stamp(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// When a worker last woke up to run tasks, fed by its runtime's park hooks.
+struct Load {
+    epoch: Instant,
+    /// Nanoseconds since `epoch` (plus one) at the last wake-up, or [`PARKED`].
+    busy_since: AtomicU64,
+}
+
+impl Load {
+    fn new(epoch: Instant) -> Arc<Load> {
+        Arc::new(Load {
+            epoch,
+            busy_since: AtomicU64::new(PARKED),
+        })
+    }
+
+    fn stamp(&self) -> u64 {
+        stamp(self.epoch)
+    }
+
+    /// How long the worker has been running tasks without a pause, as of `now`.
+    fn streak(&self, now: u64) -> u64 {
+        match self.busy_since.load(Ordering::Relaxed) {
+            PARKED => 0,
+            since => now.saturating_sub(since),
+        }
+    }
+}
+
+/// A worker thread's runtime and its load.
+#[derive(Clone)]
+pub struct Worker {
+    handle: Handle,
+    load: Arc<Load>,
+}
+
+impl Worker {
+    /// The runtime that runs this worker's sessions.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Registers a non-blocking connection with this worker's I/O driver.
+    pub fn adopt(&self, stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        let _entered = self.handle.enter();
+        TcpStream::from_std(stream)
+    }
+}
+
+/// The data plane's workers; the first is home, the thread that calls `block_on`.
+pub struct Workers {
+    workers: Vec<Worker>,
+    epoch: Instant,
+    /// [`SATURATED`] in nanoseconds.
+    saturated: u64,
+    stop: CancellationToken,
+}
+
+impl Workers {
+    /// Builds the home runtime, to be driven by the caller, and starts `count` - 1 more worker
+    /// threads (`None`: one per core).
+    pub fn build(count: Option<NonZeroUsize>) -> io::Result<(Runtime, Workers)> {
+        Workers::build_with(count, SATURATED)
+    }
+
+    fn build_with(
+        count: Option<NonZeroUsize>,
+        saturated: Duration,
+    ) -> io::Result<(Runtime, Workers)> {
+        let count = count
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, NonZeroUsize::get);
+        let epoch = Instant::now();
+        let stop = CancellationToken::new();
+        let home_load = Load::new(epoch);
+        let home = runtime(&home_load)?;
+        let mut workers = vec![Worker {
+            handle: home.handle().clone(),
+            load: home_load,
+        }];
+        for index in 1..count {
+            workers.push(spawn_worker(index, epoch, stop.clone())?);
+        }
+        Ok((
+            home,
+            Workers {
+                workers,
+                epoch,
+                saturated: u64::try_from(saturated.as_nanos()).unwrap_or(u64::MAX),
+                stop,
+            },
+        ))
+    }
+
+    /// The worker a new session should start on.
+    pub fn place(&self) -> &Worker {
+        let now = stamp(self.epoch);
+        let streaks = self.workers.iter().map(|worker| worker.load.streak(now));
+        &self.workers[choose(streaks, self.saturated)]
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Home (index 0) unless it has been busy for `saturated` nanoseconds; then the worker busy
+/// for the shortest time, home winning ties.
+fn choose(streaks: impl Iterator<Item = u64>, saturated: u64) -> usize {
+    let mut best = (0, u64::MAX);
+    for (index, streak) in streaks.enumerate() {
+        if index == 0 && streak < saturated {
+            return 0;
+        }
+        if streak < best.1 {
+            best = (index, streak);
+        }
+    }
+    best.0
+}
+
+/// A single-threaded runtime whose park hooks keep `load`.
+fn runtime(load: &Arc<Load>) -> io::Result<Runtime> {
+    let parked = load.clone();
+    let unparked = load.clone();
+    unparked
+        .busy_since
+        .store(unparked.stamp(), Ordering::Relaxed);
+    Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(move || parked.busy_since.store(PARKED, Ordering::Relaxed))
+        .on_thread_unpark(move || {
+            unparked
+                .busy_since
+                .store(unparked.stamp(), Ordering::Relaxed)
+        })
+        .build()
+}
+
+/// Starts a worker thread that drives its runtime until `stop`.
+fn spawn_worker(index: usize, epoch: Instant, stop: CancellationToken) -> io::Result<Worker> {
+    let load = Load::new(epoch);
+    let runtime = runtime(&load)?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name(format!("streamgate-worker-{index}"))
+        .spawn(move || {
+            runtime.block_on(stop.cancelled());
+            // Sessions still open are cut, as at the end of the home runtime.
+            runtime.shutdown_background();
+        })?;
+    Ok(Worker { handle, load })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: u64 = 200_000;
+
+    #[test]
+    fn home_takes_sessions_until_saturated() {
+        assert_eq!(choose([0, 0].into_iter(), LIMIT), 0);
+        assert_eq!(choose([LIMIT / 4, 0].into_iter(), LIMIT), 0);
+        assert_eq!(choose([LIMIT, 0].into_iter(), LIMIT), 1);
+        assert_eq!(choose([LIMIT, LIMIT * 2, 10].into_iter(), LIMIT), 2);
+        // Every worker saturated: the one that paused last.
+        assert_eq!(choose([LIMIT * 3, LIMIT * 2].into_iter(), LIMIT), 1);
+        assert_eq!(choose([LIMIT, LIMIT].into_iter(), LIMIT), 0);
+        assert_eq!(choose([LIMIT].into_iter(), LIMIT), 0);
+    }
+
+    fn is(placed: &Worker, worker: &Worker) -> bool {
+        Arc::ptr_eq(&placed.load, &worker.load)
+    }
+
+    #[test]
+    fn a_busy_home_sends_sessions_to_another_worker() {
+        // Generous, so that a preempted test thread does not look saturated.
+        let saturated = Duration::from_millis(50);
+        let (home, workers) = Workers::build_with(NonZeroUsize::new(2), saturated).unwrap();
+        assert_eq!(workers.workers.len(), 2);
+        let (idle, busy) = home.block_on(async {
+            // Parks home between its tasks, as an idle gateway does.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let idle = workers.place().clone();
+            // Runs for longer than `saturated` without parking.
+            std::thread::sleep(saturated * 2);
+            (idle, workers.place().clone())
+        });
+        assert!(is(&idle, &workers.workers[0]));
+        assert!(is(&busy, &workers.workers[1]));
+        // The other worker runs what is placed on it, on its own thread.
+        let (tx, rx) = std::sync::mpsc::channel();
+        busy.handle().spawn(async move {
+            let name = std::thread::current().name().map(str::to_owned);
+            let _ = tx.send(name);
+        });
+        let name = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(name.as_deref(), Some("streamgate-worker-1"));
+    }
+
+    #[test]
+    fn an_adopted_connection_is_served_by_its_worker() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (home, workers) = Workers::build(NonZeroUsize::new(2)).unwrap();
+        let other = workers.workers[1].clone();
+        let echoed = home.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (accepted, _) = listener.accept().await.unwrap();
+            let mut adopted = other.adopt(accepted.into_std().unwrap()).unwrap();
+            // Home only waits from here: the echo runs on the other worker's driver.
+            let echo = other.handle().spawn(async move {
+                let mut byte = [0; 1];
+                adopted.read_exact(&mut byte).await.unwrap();
+                adopted.write_all(&byte).await.unwrap();
+                std::thread::current().name().map(str::to_owned)
+            });
+            client.write_all(b"x").await.unwrap();
+            let mut byte = [0; 1];
+            client.read_exact(&mut byte).await.unwrap();
+            (byte, echo.await.unwrap())
+        });
+        assert_eq!(echoed, (*b"x", Some("streamgate-worker-1".to_owned())));
+    }
+}
