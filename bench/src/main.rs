@@ -28,14 +28,14 @@ use scenario::{idle, publish, storm};
 #[command(name = "mqtt-bench")]
 pub struct Args {
     /// Rounds; each round runs every system once, in a rotated order. Figures are medians.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 6)]
     pub rounds: usize,
     /// Systems to compare (direct, streamgate, haproxy; also streamgate-info, streamgate-1w with
     /// one worker thread, haproxy-1t with `nbthread 1`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,streamgate,streamgate-1w,haproxy,haproxy-1t"
+        default_value = "direct,streamgate,haproxy"
     )]
     pub systems: Vec<String>,
     /// Scenarios to run (idle, silent, storm, tls, qos0, qos1).

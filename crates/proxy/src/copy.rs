@@ -141,7 +141,9 @@ impl Flow {
                 }
                 Ok(Drained { len: n, eof }) => {
                     self.read_closed = eof;
-                    let sent = match dst.try_write(&scratch[..n]) {
+                    // The half-close follows at once (next step), so it may share a segment.
+                    let fin_follows = eof && !last;
+                    let sent = match send(dst, &scratch[..n], fin_follows) {
                         Ok(sent) => sent,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                         Err(e) => return Step::Failed(self.to(), e.kind()),
@@ -157,6 +159,18 @@ impl Flow {
             }
         })
     }
+}
+
+/// Writes what `dst` accepts of `buf`. When a FIN follows at once, the bytes are held back
+/// (`MSG_MORE`) so that the kernel sends them in one segment with it: one packet less for the
+/// peer, as when a client sends its last packet and closes (MQTT's DISCONNECT).
+fn send(dst: &TcpStream, buf: &[u8], fin_follows: bool) -> io::Result<usize> {
+    if !fin_follows {
+        return dst.try_write(buf);
+    }
+    dst.try_io(Interest::WRITABLE, || {
+        SockRef::from(dst).send_with_flags(buf, libc::MSG_MORE)
+    })
 }
 
 /// What one read got.

@@ -1,6 +1,6 @@
 //! The data plane: the compiler that turns the stored object set into an immutable `Snapshot`
 //! published through `ArcSwap`, and the listeners, sessions and copy loop that read it.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod compiler;

@@ -8,9 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sg_model::settings::StreamListener;
-use socket2::Socket;
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -123,7 +120,7 @@ async fn accept_loop(
         .local_addr()
         .ok()
         .filter(|addr| !addr.ip().is_unspecified());
-    let listener = match watch(listener) {
+    let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(e) => {
             error!(error = %e, "cannot watch the stream listener");
@@ -132,55 +129,29 @@ async fn accept_loop(
     };
     loop {
         let accepted = tokio::select! {
-            accepted = accept(&listener) => accepted,
+            accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
         match accepted {
             Ok((client, remote)) if !gateway.storm.admit(remote.ip()) => {
                 METRICS.refuse("client_rate");
-                let _ = client.set_linger(Some(Duration::ZERO));
+                let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
             }
             Ok((client, remote)) => {
                 let worker = workers.place();
-                match worker.adopt(client.into()) {
+                match worker.adopt(client) {
                     Ok(client) => {
                         // The session's timers belong to its worker too.
                         let _entered = worker.handle().enter();
                         let session = session::serve(gateway.clone(), client, remote, server, tls);
                         sessions.spawn_on(session, worker.handle());
                     }
-                    Err(e) => warn!(error = %e, "cannot register a connection with its worker"),
+                    Err(e) => warn!(error = %e, "cannot move a connection to its worker"),
                 }
             }
             Err(e) => {
                 error!(error = %e, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
-}
-
-/// Watches a listener's readiness on the current (home) worker. Accepted sockets are not
-/// registered there: each joins only the driver of the worker its session runs on.
-#[allow(unsafe_code)]
-fn watch(listener: std::net::TcpListener) -> io::Result<AsyncFd<Socket>> {
-    // SAFETY: the `Socket` owns the listener's descriptor and keeps it, unchanged, until the
-    // `AsyncFd` drops it.
-    let watched =
-        unsafe { AsyncFd::register_with_interest(Socket::from(listener), Interest::READABLE) };
-    Ok(watched?)
-}
-
-/// Accepts one connection, non-blocking and close-on-exec from the start.
-async fn accept(listener: &AsyncFd<Socket>) -> io::Result<(Socket, SocketAddr)> {
-    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-    loop {
-        let mut ready = listener.readable().await?;
-        if let Ok(accepted) = ready.try_io(|listener| listener.get_ref().accept4(flags)) {
-            let (client, remote) = accepted?;
-            // Only IP listeners exist; anything else is dropped.
-            if let Some(remote) = remote.as_socket() {
-                return Ok((client, remote));
             }
         }
     }

@@ -64,6 +64,7 @@ impl Load {
 pub struct Worker {
     handle: Handle,
     load: Arc<Load>,
+    home: bool,
 }
 
 impl Worker {
@@ -72,8 +73,13 @@ impl Worker {
         &self.handle
     }
 
-    /// Registers a non-blocking connection with this worker's I/O driver.
-    pub fn adopt(&self, stream: std::net::TcpStream) -> io::Result<TcpStream> {
+    /// Moves a connection accepted on home to this worker's I/O driver (two `epoll_ctl`s);
+    /// sessions that stay on home keep their registration.
+    pub fn adopt(&self, stream: TcpStream) -> io::Result<TcpStream> {
+        if self.home {
+            return Ok(stream);
+        }
+        let stream = stream.into_std()?;
         let _entered = self.handle.enter();
         TcpStream::from_std(stream)
     }
@@ -109,6 +115,7 @@ impl Workers {
         let mut workers = vec![Worker {
             handle: home.handle().clone(),
             load: home_load,
+            home: true,
         }];
         for index in 1..count {
             workers.push(spawn_worker(index, epoch, stop.clone())?);
@@ -183,7 +190,11 @@ fn spawn_worker(index: usize, epoch: Instant, stop: CancellationToken) -> io::Re
             // Sessions still open are cut, as at the end of the home runtime.
             runtime.shutdown_background();
         })?;
-    Ok(Worker { handle, load })
+    Ok(Worker {
+        handle,
+        load,
+        home: false,
+    })
 }
 
 #[cfg(test)]
@@ -246,7 +257,7 @@ mod tests {
                 .await
                 .unwrap();
             let (accepted, _) = listener.accept().await.unwrap();
-            let mut adopted = other.adopt(accepted.into_std().unwrap()).unwrap();
+            let mut adopted = other.adopt(accepted).unwrap();
             // Home only waits from here: the echo runs on the other worker's driver.
             let echo = other.handle().spawn(async move {
                 let mut byte = [0; 1];
