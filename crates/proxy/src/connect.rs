@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use rustls::pki_types::ServerName;
 use sg_balancer::{Pick, Tried};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
@@ -88,6 +88,12 @@ async fn connect_sending(addr: SocketAddr, early: &[u8]) -> io::Result<TcpStream
         Some(Protocol::TCP),
     )?;
     socket.set_tcp_nodelay(true)?;
+    if !early.is_empty() {
+        // Delayed-ACK mode: Linux then holds back the handshake's last ACK so that it rides on
+        // the first bytes sent below (one segment fewer, and the peer accepts and reads in one
+        // wake-up). Quick ACKs are restored once they are sent.
+        socket.set_tcp_quickack(false)?;
+    }
     match socket.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -111,6 +117,11 @@ async fn connect_sending(addr: SocketAddr, early: &[u8]) -> io::Result<TcpStream
         }
     }
     stream.write_all(&early[sent..]).await?;
+    if !early.is_empty() {
+        // A delayed ACK of the peer's first reply would stall its next small packet for up
+        // to 40 ms when the peer uses Nagle (mosquitto does by default).
+        SockRef::from(&stream).set_tcp_quickack(true)?;
+    }
     Ok(stream)
 }
 
