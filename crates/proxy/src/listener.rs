@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sg_model::settings::StreamListener;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::metrics::METRICS;
 use crate::session::{self, Gateway};
-use crate::workers::Workers;
+use crate::workers::{Worker, Workers};
 
 /// Pause after an accept error (such as running out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -69,18 +69,37 @@ impl Dataplane {
             .iter()
             .filter_map(|b| b.listener.local_addr().ok())
             .collect();
-        let acceptors = listeners
-            .into_iter()
-            .map(|bound| {
-                tokio::spawn(accept_loop(
-                    bound,
-                    gateway.clone(),
-                    workers.clone(),
-                    sessions.clone(),
-                    stopped.clone(),
-                ))
-            })
-            .collect();
+        let mut acceptors = Vec::new();
+        for Bound { listener, tls } in listeners {
+            let accepting = Arc::new(Accepting {
+                gateway: gateway.clone(),
+                sessions: sessions.clone(),
+                // A wildcard listener learns the address each client reached from its socket.
+                server: listener
+                    .local_addr()
+                    .ok()
+                    .filter(|addr| !addr.ip().is_unspecified()),
+                tls,
+            });
+            for worker in workers.others() {
+                match listener.try_clone() {
+                    Ok(copy) => acceptors.push(worker.handle().spawn(surge_loop(
+                        copy,
+                        accepting.clone(),
+                        workers.clone(),
+                        worker.clone(),
+                        stopped.clone(),
+                    ))),
+                    Err(e) => warn!(error = %e, "the stream listener is accepted on home only"),
+                }
+            }
+            acceptors.push(tokio::spawn(accept_loop(
+                listener,
+                accepting,
+                workers.clone(),
+                stopped.clone(),
+            )));
+        }
         Dataplane {
             sessions,
             stop,
@@ -108,18 +127,47 @@ impl Dataplane {
     }
 }
 
-async fn accept_loop(
-    Bound { listener, tls }: Bound,
+/// Resolves once the listeners are to close.
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// What the accept loops of one listener share.
+struct Accepting {
     gateway: Arc<Gateway>,
-    workers: Arc<Workers>,
     sessions: TaskTracker,
+    /// The listener's address, unless it is a wildcard (a session then asks its socket).
+    server: Option<SocketAddr>,
+    tls: bool,
+}
+
+impl Accepting {
+    /// Refuses a client over its connection rate, with a reset.
+    fn refuses(&self, client: &TcpStream, remote: SocketAddr) -> bool {
+        if self.gateway.storm.admit(remote.ip()) {
+            return false;
+        }
+        METRICS.refuse("client_rate");
+        let _ = socket2::SockRef::from(client).set_linger(Some(Duration::ZERO));
+        true
+    }
+
+    /// Starts the session on the runtime `client` is registered with.
+    fn start(&self, client: TcpStream, remote: SocketAddr, runtime: &tokio::runtime::Handle) {
+        // The session's timers belong to that runtime too.
+        let _entered = runtime.enter();
+        let session = session::serve(self.gateway.clone(), client, remote, self.server, self.tls);
+        self.sessions.spawn_on(session, runtime);
+    }
+}
+
+/// Home's accept loop: every connection, placed by [`Workers::place`].
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    accepting: Arc<Accepting>,
+    workers: Arc<Workers>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // A wildcard listener learns the address each client reached from its socket.
-    let server = listener
-        .local_addr()
-        .ok()
-        .filter(|addr| !addr.ip().is_unspecified());
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
         Err(e) => {
@@ -130,28 +178,67 @@ async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            () = stopping(&mut stop) => return,
         };
         match accepted {
-            Ok((client, remote)) if !gateway.storm.admit(remote.ip()) => {
-                METRICS.refuse("client_rate");
-                let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
-            }
+            Ok((client, remote)) if accepting.refuses(&client, remote) => {}
             Ok((client, remote)) => {
                 let worker = workers.place();
-                match worker.adopt(client) {
-                    Ok(client) => {
-                        // The session's timers belong to its worker too.
-                        let _entered = worker.handle().enter();
-                        let session = session::serve(gateway.clone(), client, remote, server, tls);
-                        sessions.spawn_on(session, worker.handle());
-                    }
+                match worker.adopt(client, workers.home()) {
+                    Ok(client) => accepting.start(client, remote, worker.handle()),
                     Err(e) => warn!(error = %e, "cannot move a connection to its worker"),
                 }
             }
             Err(e) => {
                 error!(error = %e, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Another worker's accept loop: idle until a surge, then accepting for itself alongside home
+/// until the surge ends, when it gives up its registration of the listener.
+async fn surge_loop(
+    listener: std::net::TcpListener,
+    accepting: Arc<Accepting>,
+    workers: Arc<Workers>,
+    here: Worker,
+    mut stop: watch::Receiver<bool>,
+) {
+    let surge = workers.surge();
+    loop {
+        tokio::select! {
+            () = surge.started() => {}
+            () = stopping(&mut stop) => return,
+        }
+        let watched = match listener.try_clone().and_then(TcpListener::from_std) {
+            Ok(watched) => watched,
+            Err(e) => {
+                error!(error = %e, "cannot watch the stream listener from another worker");
+                return;
+            }
+        };
+        let lease = std::pin::pin!(tokio::time::sleep(surge.remaining()));
+        let mut lease = lease;
+        loop {
+            tokio::select! {
+                accepted = watched.accept() => match accepted {
+                    Ok((client, remote)) if accepting.refuses(&client, remote) => {}
+                    Ok((client, remote)) => accepting.start(client, remote, here.handle()),
+                    Err(e) => {
+                        error!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
+                () = lease.as_mut() => {
+                    let left = surge.remaining();
+                    if left.is_zero() {
+                        break;
+                    }
+                    lease.as_mut().reset(tokio::time::Instant::now() + left);
+                }
+                () = stopping(&mut stop) => return,
             }
         }
     }

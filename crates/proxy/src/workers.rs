@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How long a worker may run tasks without parking before it counts as saturated. Short: a
@@ -59,12 +60,71 @@ impl Load {
     }
 }
 
+/// How long the other workers keep accepting after home last handed a session away. Short, so
+/// that connections made just after a storm are not spread (measured: 100 ms spread some of
+/// the benchmark's publishers, made right after its connect storm).
+pub const SURGE_LEASE: Duration = Duration::from_millis(10);
+
+/// A connection surge: while home is saturated, the other workers accept from the listeners
+/// too (as HAProxy's threads all do), so accepting and starting sessions go on in parallel.
+/// Home renews the lease whenever it hands a session away; a worker stops accepting, and
+/// leaves the listeners to home, once the lease has run out.
+pub struct Surge {
+    epoch: Instant,
+    /// [`SURGE_LEASE`] in nanoseconds.
+    lease: u64,
+    /// Stamp until which the other workers accept.
+    until: AtomicU64,
+    started: Notify,
+}
+
+impl Surge {
+    fn new(epoch: Instant, lease: Duration) -> Surge {
+        Surge {
+            epoch,
+            lease: u64::try_from(lease.as_nanos()).unwrap_or(u64::MAX),
+            until: AtomicU64::new(0),
+            started: Notify::new(),
+        }
+    }
+
+    /// Extends the surge by [`SURGE_LEASE`] from now, waking the other workers if it had ended.
+    fn renew(&self) {
+        let now = stamp(self.epoch);
+        let before = self
+            .until
+            .swap(now.saturating_add(self.lease), Ordering::AcqRel);
+        if before <= now {
+            self.started.notify_waiters();
+        }
+    }
+
+    /// How long the surge still lasts (zero once it has ended).
+    pub fn remaining(&self) -> Duration {
+        let now = stamp(self.epoch);
+        Duration::from_nanos(self.until.load(Ordering::Acquire).saturating_sub(now))
+    }
+
+    /// Resolves when a surge is on.
+    pub async fn started(&self) {
+        loop {
+            let started = self.started.notified();
+            let mut started = std::pin::pin!(started);
+            // Registered before the check, so that a renewal in between still wakes us.
+            started.as_mut().enable();
+            if !self.remaining().is_zero() {
+                return;
+            }
+            started.await;
+        }
+    }
+}
+
 /// A worker thread's runtime and its load.
 #[derive(Clone)]
 pub struct Worker {
     handle: Handle,
     load: Arc<Load>,
-    home: bool,
 }
 
 impl Worker {
@@ -73,21 +133,26 @@ impl Worker {
         &self.handle
     }
 
-    /// Moves a connection accepted on home to this worker's I/O driver (two `epoll_ctl`s);
-    /// sessions that stay on home keep their registration.
-    pub fn adopt(&self, stream: TcpStream) -> io::Result<TcpStream> {
-        if self.home {
+    /// Moves a connection registered with `accepted_on`'s I/O driver to this worker's (two
+    /// `epoll_ctl`s); a session that starts where it was accepted keeps its registration.
+    pub fn adopt(&self, stream: TcpStream, accepted_on: &Worker) -> io::Result<TcpStream> {
+        if self.is(accepted_on) {
             return Ok(stream);
         }
         let stream = stream.into_std()?;
         let _entered = self.handle.enter();
         TcpStream::from_std(stream)
     }
+
+    fn is(&self, other: &Worker) -> bool {
+        Arc::ptr_eq(&self.load, &other.load)
+    }
 }
 
 /// The data plane's workers; the first is home, the thread that calls `block_on`.
 pub struct Workers {
     workers: Vec<Worker>,
+    surge: Surge,
     epoch: Instant,
     /// [`SATURATED`] in nanoseconds.
     saturated: u64,
@@ -98,12 +163,13 @@ impl Workers {
     /// Builds the home runtime, to be driven by the caller, and starts `count` - 1 more worker
     /// threads (`None`: one per core).
     pub fn build(count: Option<NonZeroUsize>) -> io::Result<(Runtime, Workers)> {
-        Workers::build_with(count, SATURATED)
+        Workers::build_with(count, SATURATED, SURGE_LEASE)
     }
 
     fn build_with(
         count: Option<NonZeroUsize>,
         saturated: Duration,
+        lease: Duration,
     ) -> io::Result<(Runtime, Workers)> {
         let count = count
             .or_else(|| std::thread::available_parallelism().ok())
@@ -115,7 +181,6 @@ impl Workers {
         let mut workers = vec![Worker {
             handle: home.handle().clone(),
             load: home_load,
-            home: true,
         }];
         for index in 1..count {
             workers.push(spawn_worker(index, epoch, stop.clone())?);
@@ -124,6 +189,7 @@ impl Workers {
             home,
             Workers {
                 workers,
+                surge: Surge::new(epoch, lease),
                 epoch,
                 saturated: u64::try_from(saturated.as_nanos()).unwrap_or(u64::MAX),
                 stop,
@@ -131,11 +197,31 @@ impl Workers {
         ))
     }
 
-    /// The worker a new session should start on.
+    /// The worker a new session accepted on home should start on. Handing it away starts or
+    /// renews a surge.
     pub fn place(&self) -> &Worker {
         let now = stamp(self.epoch);
         let streaks = self.workers.iter().map(|worker| worker.load.streak(now));
-        &self.workers[choose(streaks, self.saturated)]
+        let worker = &self.workers[choose(streaks, self.saturated)];
+        if !worker.is(self.home()) {
+            self.surge.renew();
+        }
+        worker
+    }
+
+    /// The worker that runs the accept loops.
+    pub fn home(&self) -> &Worker {
+        &self.workers[0]
+    }
+
+    /// The workers other than home.
+    pub fn others(&self) -> impl Iterator<Item = &Worker> {
+        self.workers.iter().skip(1)
+    }
+
+    /// Whether home is saturated, so that the other workers accept too.
+    pub fn surge(&self) -> &Surge {
+        &self.surge
     }
 }
 
@@ -190,11 +276,7 @@ fn spawn_worker(index: usize, epoch: Instant, stop: CancellationToken) -> io::Re
             // Sessions still open are cut, as at the end of the home runtime.
             runtime.shutdown_background();
         })?;
-    Ok(Worker {
-        handle,
-        load,
-        home: false,
-    })
+    Ok(Worker { handle, load })
 }
 
 #[cfg(test)]
@@ -223,7 +305,8 @@ mod tests {
     fn a_busy_home_sends_sessions_to_another_worker() {
         // Generous, so that a preempted test thread does not look saturated.
         let saturated = Duration::from_millis(50);
-        let (home, workers) = Workers::build_with(NonZeroUsize::new(2), saturated).unwrap();
+        let lease = Duration::from_secs(3600);
+        let (home, workers) = Workers::build_with(NonZeroUsize::new(2), saturated, lease).unwrap();
         assert_eq!(workers.workers.len(), 2);
         let (idle, busy) = home.block_on(async {
             // Parks home between its tasks, as an idle gateway does.
@@ -235,6 +318,8 @@ mod tests {
         });
         assert!(is(&idle, &workers.workers[0]));
         assert!(is(&busy, &workers.workers[1]));
+        // Handing a session away started a surge: the other workers accept too.
+        assert!(!workers.surge().remaining().is_zero());
         // The other worker runs what is placed on it, on its own thread.
         let (tx, rx) = std::sync::mpsc::channel();
         busy.handle().spawn(async move {
@@ -257,7 +342,7 @@ mod tests {
                 .await
                 .unwrap();
             let (accepted, _) = listener.accept().await.unwrap();
-            let mut adopted = other.adopt(accepted).unwrap();
+            let mut adopted = other.adopt(accepted, workers.home()).unwrap();
             // Home only waits from here: the echo runs on the other worker's driver.
             let echo = other.handle().spawn(async move {
                 let mut byte = [0; 1];
@@ -271,5 +356,30 @@ mod tests {
             (byte, echo.await.unwrap())
         });
         assert_eq!(echoed, (*b"x", Some("streamgate-worker-1".to_owned())));
+    }
+
+    #[test]
+    fn a_surge_wakes_the_other_workers_and_ends_with_its_lease() {
+        let surge = Surge::new(Instant::now(), Duration::from_millis(200));
+        let runtime = Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            assert!(surge.remaining().is_zero(), "no surge yet");
+            let mut started = std::pin::pin!(surge.started());
+            assert!(poll_once(started.as_mut()).is_pending());
+            surge.renew();
+            assert!(
+                poll_once(started.as_mut()).is_ready(),
+                "woken by the renewal"
+            );
+            // The lease runs out unless renewed.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert!(surge.remaining().is_zero());
+        });
+    }
+
+    fn poll_once<F: std::future::Future>(
+        future: std::pin::Pin<&mut F>,
+    ) -> std::task::Poll<F::Output> {
+        future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
     }
 }
