@@ -219,8 +219,7 @@ async fn surge_loop(
                 return;
             }
         };
-        let lease = std::pin::pin!(tokio::time::sleep(surge.remaining()));
-        let mut lease = lease;
+        let mut lease = std::pin::pin!(tokio::time::sleep(surge.remaining()));
         loop {
             tokio::select! {
                 accepted = watched.accept() => match accepted {

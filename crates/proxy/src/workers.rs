@@ -1,6 +1,7 @@
 //! Worker threads, each driving a single-threaded runtime, and the placement of new sessions on
 //! them: a session starts on the home worker (the one that accepts) while home keeps up, and on
-//! the least busy worker once home has run without a pause for [`SATURATED`].
+//! the least busy worker once home has run without a pause for [`SATURATED`]; each such
+//! hand-off also starts or renews a [`Surge`], during which the other workers accept as well.
 //!
 //! Why not one work-stealing runtime: on a few cores shared with brokers, spreading every
 //! session's wake-ups over all threads costs cross-thread hand-offs and leaves each wake-up
@@ -88,7 +89,7 @@ impl Surge {
         }
     }
 
-    /// Extends the surge by [`SURGE_LEASE`] from now, waking the other workers if it had ended.
+    /// Extends the surge by its lease from now, waking the other workers if it had ended.
     fn renew(&self) {
         let now = stamp(self.epoch);
         let before = self
@@ -219,7 +220,7 @@ impl Workers {
         self.workers.iter().skip(1)
     }
 
-    /// Whether home is saturated, so that the other workers accept too.
+    /// The surge state: while one lasts, the other workers accept too.
     pub fn surge(&self) -> &Surge {
         &self.surge
     }
