@@ -132,7 +132,15 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// What the accept loops of one listener share.
+/// What an accept loop does with each connection it accepts.
+trait Admit: Send + Sync + 'static {
+    /// Whether the client is turned away (the connection is then dropped).
+    fn refuses(&self, client: &TcpStream, remote: SocketAddr) -> bool;
+    /// Starts the session on the runtime `client` is registered with.
+    fn start(&self, client: TcpStream, remote: SocketAddr, runtime: &tokio::runtime::Handle);
+}
+
+/// What the accept loops of one listener share: sessions through the gateway.
 struct Accepting {
     gateway: Arc<Gateway>,
     sessions: TaskTracker,
@@ -141,7 +149,7 @@ struct Accepting {
     tls: bool,
 }
 
-impl Accepting {
+impl Admit for Accepting {
     /// Refuses a client over its connection rate, with a reset.
     fn refuses(&self, client: &TcpStream, remote: SocketAddr) -> bool {
         if self.gateway.storm.admit(remote.ip()) {
@@ -152,7 +160,6 @@ impl Accepting {
         true
     }
 
-    /// Starts the session on the runtime `client` is registered with.
     fn start(&self, client: TcpStream, remote: SocketAddr, runtime: &tokio::runtime::Handle) {
         // The session's timers belong to that runtime too.
         let _entered = runtime.enter();
@@ -164,7 +171,7 @@ impl Accepting {
 /// Home's accept loop: every connection, placed by [`Workers::place`].
 async fn accept_loop(
     listener: std::net::TcpListener,
-    accepting: Arc<Accepting>,
+    accepting: Arc<impl Admit>,
     workers: Arc<Workers>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -201,7 +208,7 @@ async fn accept_loop(
 /// until the surge ends, when it gives up its registration of the listener.
 async fn surge_loop(
     listener: std::net::TcpListener,
-    accepting: Arc<Accepting>,
+    accepting: Arc<impl Admit>,
     workers: Arc<Workers>,
     here: Worker,
     mut stop: watch::Receiver<bool>,
@@ -259,5 +266,64 @@ mod tests {
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let (accepted, _client) = tokio::join!(listener.accept(), client);
         assert!(accepted.unwrap().0.nodelay().unwrap());
+    }
+
+    /// Records which thread accepted each connection.
+    struct Record(std::sync::mpsc::Sender<Option<String>>);
+
+    impl Admit for Record {
+        fn refuses(&self, _: &TcpStream, _: SocketAddr) -> bool {
+            false
+        }
+
+        fn start(&self, _: TcpStream, _: SocketAddr, _: &tokio::runtime::Handle) {
+            let acceptor = std::thread::current().name().map(str::to_owned);
+            let _ = self.0.send(acceptor);
+        }
+    }
+
+    #[test]
+    fn a_surge_lets_the_other_workers_accept_while_home_is_busy() {
+        // A surge, once started, outlasts the test.
+        let (home, workers) = Workers::build_with(
+            std::num::NonZeroUsize::new(2),
+            crate::workers::SATURATED,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let workers = Arc::new(workers);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted, acceptors) = std::sync::mpsc::channel();
+        let record = Arc::new(Record(accepted));
+        let (_stop, stopped) = watch::channel(false);
+        let other = workers.others().next().unwrap().clone();
+        let wait = Duration::from_secs(10);
+        let mut clients = Vec::new();
+        home.block_on(async {
+            other.handle().spawn(surge_loop(
+                listener.try_clone().unwrap(),
+                record.clone(),
+                workers.clone(),
+                other.clone(),
+                stopped.clone(),
+            ));
+            tokio::spawn(accept_loop(listener, record, workers.clone(), stopped));
+            // Without a surge, home accepts.
+            clients.push(std::net::TcpStream::connect(addr).unwrap());
+            let first =
+                tokio::task::spawn_blocking(move || (acceptors.recv_timeout(wait), acceptors));
+            let (first, acceptors) = first.await.unwrap();
+            assert_ne!(first.unwrap().as_deref(), Some("streamgate-worker-1"));
+            // As when home hands a session away (see the workers' tests).
+            workers.surge().renew();
+            // Home now blocks; only the other worker can take the next connections.
+            for _ in 0..3 {
+                clients.push(std::net::TcpStream::connect(addr).unwrap());
+                let acceptor = acceptors.recv_timeout(wait).unwrap();
+                assert_eq!(acceptor.as_deref(), Some("streamgate-worker-1"));
+            }
+        });
     }
 }

@@ -90,7 +90,7 @@ impl Surge {
     }
 
     /// Extends the surge by its lease from now, waking the other workers if it had ended.
-    fn renew(&self) {
+    pub(crate) fn renew(&self) {
         let now = stamp(self.epoch);
         let before = self
             .until
@@ -167,7 +167,7 @@ impl Workers {
         Workers::build_with(count, SATURATED, SURGE_LEASE)
     }
 
-    fn build_with(
+    pub(crate) fn build_with(
         count: Option<NonZeroUsize>,
         saturated: Duration,
         lease: Duration,

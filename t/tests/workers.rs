@@ -1,0 +1,70 @@
+//! The built binary with one worker and with more workers than cores: concurrent clients each
+//! get their own upstream conversation back, whole and in order, whichever worker accepted or
+//! ran their session (hand-offs and surges included), and every half-close is forwarded.
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+use sg_blackbox::mqtt::free_port_on;
+use sg_blackbox::tcp::{exchange, NamedServer};
+use sg_blackbox::{config_with_tcp, free_port, Gateway};
+
+/// Client threads, and connections each opens one after the other.
+const THREADS: usize = 8;
+const CONNECTIONS: usize = 40;
+
+fn start(workers: usize) -> (Gateway, SocketAddr, NamedServer) {
+    let port = free_port_on("127.0.0.1");
+    let admin_port = free_port();
+    let config = config_with_tcp(admin_port, &[format!("\"127.0.0.1:{port}\"")]).replace(
+        "nginx_config:\n",
+        &format!("nginx_config:\n  worker_processes: {workers}\n"),
+    );
+    let gw = Gateway::start_with(&config, admin_port).unwrap();
+    let server = NamedServer::start("127.0.0.1", "up").unwrap();
+    let route = json!({"upstream": {"nodes": {server.addr.to_string(): 1}}});
+    let reply = gw.admin("PUT", "/apisix/admin/stream_routes/1", &route.to_string());
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    (gw, format!("127.0.0.1:{port}").parse().unwrap(), server)
+}
+
+/// Runs every client at once; returns the conversations that did not come back as sent.
+fn wrong_conversations(listen: SocketAddr) -> Vec<String> {
+    let clients: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            std::thread::spawn(move || {
+                let mut wrong = Vec::new();
+                for i in 0..CONNECTIONS {
+                    let payload = format!("client {thread}-{i};").repeat(1 + i * 7);
+                    let expected = format!("up\n{payload}bye {}\n", payload.len());
+                    match exchange(listen, payload.as_bytes()) {
+                        Ok(got) if got == expected.as_bytes() => {}
+                        Ok(got) => wrong.push(format!(
+                            "{thread}-{i}: {} bytes back, {} expected",
+                            got.len(),
+                            expected.len()
+                        )),
+                        Err(e) => wrong.push(format!("{thread}-{i}: {e}")),
+                    }
+                }
+                wrong
+            })
+        })
+        .collect();
+    clients
+        .into_iter()
+        .flat_map(|client| client.join().unwrap())
+        .collect()
+}
+
+#[test]
+fn one_worker_serves_concurrent_clients() {
+    let (_gw, listen, _server) = start(1);
+    assert_eq!(wrong_conversations(listen), Vec::<String>::new());
+}
+
+#[test]
+fn more_workers_than_cores_serve_concurrent_clients() {
+    let (_gw, listen, _server) = start(3);
+    assert_eq!(wrong_conversations(listen), Vec::<String>::new());
+}
