@@ -1,6 +1,6 @@
-//! Stream listeners: accept loops that hand each connection to a session task on the worker
-//! [`Workers::place`] picks, and the drain that lets established sessions finish after the
-//! listeners close.
+//! Stream listeners: home's accept loops, which hand each connection to a session task on the
+//! worker [`Workers::place`] picks; the other workers' loops, which accept too during a surge;
+//! and the drain that lets established sessions finish after the listeners close.
 
 use std::io;
 use std::net::SocketAddr;
