@@ -205,6 +205,17 @@ pub(crate) fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<Drain
     }
 }
 
+/// Reads what `src` holds, up to `max` bytes, through the thread's scratch buffer, so that only
+/// the bytes read are allocated (nothing when the socket was empty).
+pub(crate) fn read_to_vec(src: &TcpStream, max: usize) -> io::Result<Vec<u8>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let len = max.min(scratch.len());
+        let drained = read_draining(src, &mut scratch[..len])?;
+        Ok(scratch[..drained.len].to_vec())
+    })
+}
+
 /// Whether the readiness tokio holds for `src` shows the peer's FIN and no error. Only asked
 /// while the socket is known readable, so the readiness future completes on its first poll
 /// without registering anything.

@@ -25,6 +25,10 @@ pub struct Route {
     pub upstream: Option<Arc<Upstream>>,
     /// The route's enabled plugins, highest priority first.
     pub plugins: Vec<Arc<dyn StreamPlugin>>,
+    /// Nothing happens on this route before the client's first bytes (the first plugin to act
+    /// in the pre-read phase reads them): its connections wait for those bytes holding only
+    /// their socket and a deadline.
+    pub waits_for_client: bool,
     pub metrics: RouteMetrics,
 }
 
@@ -44,23 +48,23 @@ fn addr_condition(conf: &Value, field: &str) -> Result<Option<IpNet>, String> {
 }
 
 impl Route {
-    /// Whether nothing happens on this route before the client's first bytes: the first plugin
-    /// to act in the pre-read phase reads them. Its connections wait for those bytes holding
-    /// only their socket and a deadline.
-    pub fn waits_for_client(&self) -> bool {
-        self.plugins
-            .iter()
-            .map(|plugin| plugin.reads())
-            .find(|reads| *reads != Reads::Nothing)
-            == Some(Reads::ClientBytes)
-    }
-
     /// Compiles a stream route whose upstream has already been resolved.
     pub fn compile(
         id: &str,
         conf: &Value,
         upstream: Option<Arc<Upstream>>,
     ) -> Result<Route, String> {
+        let plugins = match conf.get("plugins").and_then(Value::as_object) {
+            Some(plugins) => {
+                plugin::compile(id, conf.get("name").and_then(Value::as_str), plugins)?
+            }
+            None => Vec::new(),
+        };
+        let waits_for_client = plugins
+            .iter()
+            .map(|plugin| plugin.reads())
+            .find(|reads| *reads != Reads::Nothing)
+            == Some(Reads::ClientBytes);
         Ok(Route {
             id: id.to_owned(),
             remote_addr: addr_condition(conf, "remote_addr")?,
@@ -75,12 +79,8 @@ impl Route {
                 .map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
             upstream,
             metrics: RouteMetrics::for_route(id),
-            plugins: match conf.get("plugins").and_then(Value::as_object) {
-                Some(plugins) => {
-                    plugin::compile(id, conf.get("name").and_then(Value::as_str), plugins)?
-                }
-                None => Vec::new(),
-            },
+            plugins,
+            waits_for_client,
         })
     }
 

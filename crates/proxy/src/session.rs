@@ -371,7 +371,7 @@ pub fn serve(
     } else {
         route
             .as_ref()
-            .is_some_and(|route| route.waits_for_client())
+            .is_some_and(|route| route.waits_for_client)
             .then(|| at + gateway.preread.timeout)
     };
     let accepted = Accepted {

@@ -16,7 +16,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use crate::copy::read_draining;
+use crate::copy::read_to_vec;
 use crate::preread;
 use crate::route::Route;
 use crate::session::Gateway;
@@ -43,7 +43,7 @@ pin_project! {
     /// as it would have without this phase).
     ///
     /// tokio reports a freshly accepted socket readable before anything arrived, so readiness
-    /// is confirmed by a read: into a buffer taken only for that read on plain TCP (its bytes
+    /// is confirmed by a read: through the thread's scratch buffer on plain TCP (the bytes read
     /// go on to the pre-read), by a one-byte peek on TLS (the handshake reads them itself).
     /// Either way the socket's readiness is cleared when nothing was there.
     pub struct Waiting {
@@ -97,9 +97,6 @@ fn confirm(accepted: &mut Accepted) -> io::Result<()> {
             .try_io(Interest::READABLE, || SockRef::from(client).peek(&mut byte))
             .map(drop);
     }
-    let mut first = vec![0; preread::first_read(accepted.gateway.preread)];
-    let drained = read_draining(client, &mut first)?;
-    first.truncate(drained.len);
-    accepted.first = first;
+    accepted.first = read_to_vec(client, preread::first_read(accepted.gateway.preread))?;
     Ok(())
 }

@@ -48,10 +48,6 @@ impl Load {
         })
     }
 
-    fn stamp(&self) -> u64 {
-        stamp(self.epoch)
-    }
-
     /// How long the worker has been running tasks without a pause, as of `now`.
     fn streak(&self, now: u64) -> u64 {
         match self.busy_since.load(Ordering::Relaxed) {
@@ -253,14 +249,14 @@ fn runtime(load: &Arc<Load>) -> io::Result<Runtime> {
     let unparked = load.clone();
     unparked
         .busy_since
-        .store(unparked.stamp(), Ordering::Relaxed);
+        .store(stamp(unparked.epoch), Ordering::Relaxed);
     Builder::new_current_thread()
         .enable_all()
         .on_thread_park(move || parked.busy_since.store(PARKED, Ordering::Relaxed))
         .on_thread_unpark(move || {
             unparked
                 .busy_since
-                .store(unparked.stamp(), Ordering::Relaxed)
+                .store(stamp(unparked.epoch), Ordering::Relaxed)
         })
         .build()
 }
