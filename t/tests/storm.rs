@@ -98,8 +98,18 @@ fn silent_tls_clients_take_no_handshake_slot() {
     let entries = [format!("{{addr: \"127.0.0.1:{tls}\", tls: true}}")];
     let (gw, _server) = start(admin_port, &entries, "    max_concurrent_handshakes: 1\n");
     let tls = format!("127.0.0.1:{tls}").parse().unwrap();
-    // Connected and silent: they wait for their first bytes without a slot.
+    // Connected and silent: they wait for their first bytes without a slot. The listener
+    // defers accepting them (for a second); once the gateway holds them, they are waiting.
+    let before = open_descriptors(gw.pid());
     let _silent: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(tls).unwrap()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_descriptors(gw.pid()) < before + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the silent clients were never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let options = ClientOptions {
         sni: Some("storm.test.com"),
         ..Default::default()
@@ -112,4 +122,10 @@ fn silent_tls_clients_take_no_handshake_slot() {
         gw.metric("streamgate_connections_refused_total{reason=\"handshake_limit\"}"),
         0.0
     );
+}
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }

@@ -66,7 +66,9 @@ pub async fn run(
 }
 
 /// Bytes of proxy RSS per client that connected and sent nothing (the proxy waits for its
-/// CONNECT; HAProxy within `inspect-delay`, streamgate within `preread_timeout`).
+/// CONNECT; HAProxy within `inspect-delay`, streamgate within `preread_timeout`). Measured
+/// once the proxy holds every one: a listener that defers accepting (streamgate's) leaves a
+/// silent client to the kernel for its first second.
 pub async fn silent(
     addrs: &[SocketAddr],
     pid: u32,
@@ -76,9 +78,17 @@ pub async fn silent(
     tag: &str,
 ) -> Result<f64> {
     let hold = async {
+        let before = open_descriptors(pid)?;
         let mut held = Vec::with_capacity(clients);
         for i in 0..clients {
             held.push(TcpStream::connect(addrs[i % addrs.len()]).await?);
+        }
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while open_descriptors(pid)? < before + clients {
+            if tokio::time::Instant::now() > deadline {
+                bail!("the proxy did not accept all {clients} silent clients");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(held)
     };
@@ -108,4 +118,9 @@ async fn growth_per_client(
     drop(held);
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(after.saturating_sub(before) as f64 / clients as f64)
+}
+
+/// How many file descriptors process `pid` has open.
+fn open_descriptors(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }

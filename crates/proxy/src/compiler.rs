@@ -7,6 +7,7 @@ use sg_model::{Keyring, Kind};
 use sg_store::{ConfigStore, Event, StoreError};
 use tokio::sync::{broadcast, watch};
 
+use crate::deferred::DeferredListeners;
 use crate::snapshot::{ObjectSet, Snapshot};
 
 /// Where the current snapshot is published, and a signal of each publication.
@@ -14,12 +15,18 @@ use crate::snapshot::{ObjectSet, Snapshot};
 pub struct SnapshotHandle {
     current: Arc<ArcSwap<Snapshot>>,
     published: watch::Receiver<u64>,
+    deferred: Arc<DeferredListeners>,
 }
 
 impl SnapshotHandle {
     /// The snapshot a new connection should use.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The plain listeners whose deferred accept follows the published routes.
+    pub fn deferred(&self) -> &DeferredListeners {
+        &self.deferred
     }
 
     /// The revision of each publication, for whoever wants to wait on it.
@@ -53,13 +60,14 @@ pub async fn run_compiler(
 ) -> Result<SnapshotHandle, StoreError> {
     let mut events = store.watch();
     let (revision, mut objects) = load_all(store.as_ref()).await?;
-    let current = Arc::new(ArcSwap::from_pointee(Snapshot::compile(
-        revision, &objects, None, &keyring,
-    )));
+    let first = Snapshot::compile(revision, &objects, None, &keyring);
+    let deferred = Arc::new(DeferredListeners::new(first.routes.clients_speak_first()));
+    let current = Arc::new(ArcSwap::from_pointee(first));
     let (publish, published) = watch::channel(revision);
     let handle = SnapshotHandle {
         current: current.clone(),
         published,
+        deferred: deferred.clone(),
     };
     tokio::spawn(async move {
         loop {
@@ -88,6 +96,9 @@ pub async fn run_compiler(
             };
             let previous = current.load();
             let next = Snapshot::compile(revision, &objects, Some(&previous), &keyring);
+            // Before publishing: a route whose server speaks first must not meet a listener
+            // that waits for the client.
+            deferred.apply(next.routes.clients_speak_first());
             current.store(Arc::new(next));
             publish.send_replace(revision);
             tracing::debug!(revision, "published a new snapshot");
@@ -194,5 +205,37 @@ mod tests {
             )
             .unwrap();
         assert!(dangling.upstream.is_none());
+    }
+
+    #[tokio::test]
+    async fn listeners_defer_only_while_every_route_waits_for_its_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ConfigStore> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("db")).unwrap());
+        let mqtt = json!({"plugins": {"mqtt-proxy": {"protocol_level": 4}}});
+        store
+            .put("stream_routes", "mqtt", mqtt, None)
+            .await
+            .unwrap();
+        let handle = run_compiler(store.clone(), Keyring::default())
+            .await
+            .unwrap();
+        assert!(handle.deferred().on());
+
+        // A route whose server may speak first: set before it is published.
+        let put = store
+            .put("stream_routes", "plain", json!({}), None)
+            .await
+            .unwrap();
+        handle.wait_for(put.entry.mod_revision).await;
+        assert!(!handle.deferred().on());
+
+        let revision = store
+            .delete("stream_routes", "plain")
+            .await
+            .unwrap()
+            .unwrap();
+        handle.wait_for(revision).await;
+        assert!(handle.deferred().on());
     }
 }

@@ -208,11 +208,35 @@ pub(crate) fn read_draining(src: &TcpStream, buf: &mut [u8]) -> io::Result<Drain
 /// Reads what `src` holds, up to `max` bytes, through the thread's scratch buffer, so that only
 /// the bytes read are allocated (nothing when the socket was empty).
 pub(crate) fn read_to_vec(src: &TcpStream, max: usize) -> io::Result<Vec<u8>> {
+    scratch_to_vec(max, |buf| {
+        read_draining(src, buf).map(|drained| drained.len)
+    })
+}
+
+/// As [`read_to_vec`], but straight from the socket, whatever tokio knows of its readiness:
+/// for a socket just registered, whose first readiness event tokio may not have seen yet.
+/// After a short read the socket is drained, so a readable event tokio gathered before it is
+/// stale and is dropped (a later arrival raises a new one); otherwise the first relay read
+/// would find nothing.
+pub(crate) fn read_fresh_to_vec(src: &TcpStream, max: usize) -> io::Result<Vec<u8>> {
+    let read = scratch_to_vec(max, |buf| (&*SockRef::from(src)).read(buf))?;
+    if !read.is_empty() && read.len() < max {
+        let _ = src.try_io(Interest::READABLE, || -> io::Result<()> {
+            Err(io::ErrorKind::WouldBlock.into())
+        });
+    }
+    Ok(read)
+}
+
+fn scratch_to_vec(
+    max: usize,
+    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+) -> io::Result<Vec<u8>> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         let len = max.min(scratch.len());
-        let drained = read_draining(src, &mut scratch[..len])?;
-        Ok(scratch[..drained.len].to_vec())
+        let got = read(&mut scratch[..len])?;
+        Ok(scratch[..got].to_vec())
     })
 }
 

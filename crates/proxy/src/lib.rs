@@ -1,11 +1,12 @@
 //! The data plane: the compiler that turns the stored object set into an immutable `Snapshot`
 //! published through `ArcSwap`, and the listeners, sessions and copy loop that read it.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod compiler;
 pub mod connect;
 pub mod copy;
+pub mod deferred;
 pub mod drain;
 pub mod health;
 pub mod listener;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::deferred;
 use crate::metrics::METRICS;
 use crate::session::{self, Gateway};
 use crate::workers::{Worker, Workers};
@@ -42,6 +43,10 @@ pub async fn bind(listeners: &[StreamListener]) -> io::Result<Vec<Bound>> {
         })?;
         // Accepted sockets inherit TCP_NODELAY: one setsockopt per connection fewer.
         socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+        // A TLS client always speaks first; plain listeners follow the routes (at start).
+        if entry.tls {
+            deferred::set(&listener, true)?;
+        }
         info!(addr = %listener.local_addr()?, tls = entry.tls, "stream listener open");
         bound.push(Bound {
             listener: listener.into_std()?,
@@ -91,6 +96,22 @@ impl Dataplane {
                         stopped.clone(),
                     ))),
                     Err(e) => warn!(error = %e, "the stream listener is accepted on home only"),
+                }
+            }
+            let listener = match TcpListener::from_std(listener) {
+                Ok(listener) => Arc::new(listener),
+                Err(e) => {
+                    error!(error = %e, "cannot watch the stream listener");
+                    continue;
+                }
+            };
+            if !tls {
+                if let Err(e) = gateway
+                    .snapshots
+                    .deferred()
+                    .follow(Arc::downgrade(&listener))
+                {
+                    warn!(error = %e, "the stream listener cannot defer accepting");
                 }
             }
             acceptors.push(tokio::spawn(accept_loop(
@@ -170,18 +191,11 @@ impl Admit for Accepting {
 
 /// Home's accept loop: every connection, placed by [`Workers::place`].
 async fn accept_loop(
-    listener: std::net::TcpListener,
+    listener: Arc<TcpListener>,
     accepting: Arc<impl Admit>,
     workers: Arc<Workers>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(e) => {
-            error!(error = %e, "cannot watch the stream listener");
-            return;
-        }
-    };
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -309,6 +323,7 @@ mod tests {
                 other.clone(),
                 stopped.clone(),
             ));
+            let listener = Arc::new(TcpListener::from_std(listener).unwrap());
             tokio::spawn(accept_loop(listener, record, workers.clone(), stopped));
             // Without a surge, home accepts.
             clients.push(std::net::TcpStream::connect(addr).unwrap());

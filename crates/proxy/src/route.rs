@@ -117,6 +117,8 @@ pub struct RouteTable {
     with_sni: Vec<Arc<Route>>,
     /// Routes without `sni`, in store order.
     without_sni: Vec<Arc<Route>>,
+    /// There are routes and every one waits for its client's first bytes.
+    clients_speak_first: bool,
 }
 
 impl RouteTable {
@@ -128,10 +130,19 @@ impl RouteTable {
             .partition(|r| r.sni.is_some());
         // Stable: routes sharing a pattern keep store order.
         with_sni.sort_by_key(|r| std::cmp::Reverse(sni_rank(r.sni.as_deref().unwrap_or_default())));
+        let mut all = with_sni.iter().chain(&without_sni).peekable();
+        let clients_speak_first = all.peek().is_some() && all.all(|route| route.waits_for_client);
         RouteTable {
             with_sni,
             without_sni,
+            clients_speak_first,
         }
+    }
+
+    /// Whether a plain connection's client speaks first whatever route it matches, so plain
+    /// listeners may defer accepting until it has (see [`crate::deferred`]).
+    pub fn clients_speak_first(&self) -> bool {
+        self.clients_speak_first
     }
 
     /// The route for a connection, if any.

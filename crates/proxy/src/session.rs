@@ -356,14 +356,15 @@ pub fn serve(
     };
     // Plain connections match their route now (APISIX applies fallback_sni to them too); TLS
     // ones on their SNI after the handshake.
-    let route = if tls {
-        None
+    // Whether the listener deferred accepting until the client spoke (see `deferred`).
+    let (route, deferred) = if tls {
+        (None, true)
     } else {
         let snapshot = gateway.snapshots.load();
         let route = snapshot
             .routes
             .find(gateway.fallback_sni.as_deref(), remote, server);
-        route.cloned()
+        (route.cloned(), snapshot.routes.clients_speak_first())
     };
     // A TLS client speaks first; so does a client whose route first reads its bytes.
     let deadline = if tls {
@@ -386,7 +387,7 @@ pub fn serve(
     };
     match deadline {
         Some(deadline) => Session::Waiting {
-            waiting: Waiting::new(accepted, deadline),
+            waiting: Waiting::new(accepted, deadline, deferred),
         },
         None => Session::SettingUp {
             set_up: Box::pin(establish(accepted)),

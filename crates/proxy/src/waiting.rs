@@ -16,7 +16,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use crate::copy::read_to_vec;
+use crate::copy::{read_fresh_to_vec, read_to_vec};
 use crate::preread;
 use crate::route::Route;
 use crate::session::Gateway;
@@ -48,15 +48,19 @@ pin_project! {
     /// Either way the socket's readiness is cleared when nothing was there.
     pub struct Waiting {
         accepted: Option<Accepted>,
+        // The listener deferred accepting until the client spoke, and this is the first poll.
+        fresh: bool,
         #[pin]
         deadline: Sleep,
     }
 }
 
 impl Waiting {
-    pub fn new(accepted: Accepted, deadline: Instant) -> Waiting {
+    /// `deferred`: the listener handed the connection over once the client had spoken.
+    pub fn new(accepted: Accepted, deadline: Instant, deferred: bool) -> Waiting {
         Waiting {
             accepted: Some(accepted),
+            fresh: deferred,
             deadline: sleep_until(deadline),
         }
     }
@@ -71,6 +75,16 @@ impl Future for Waiting {
         let Some(accepted) = this.accepted.as_mut() else {
             return Poll::Ready(None);
         };
+        // A deferred listener hands the connection over with the client's first bytes in, but
+        // tokio learns that only at its next look at the sockets: the first read goes straight
+        // to the socket, so the set-up starts at once and the deadline is never armed (arming
+        // a timer earlier than the runtime's next one wakes the runtime's driver).
+        if std::mem::take(this.fresh) {
+            match confirm(accepted, Fresh::Yes) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                _ => return Poll::Ready(this.accepted.take()),
+            }
+        }
         loop {
             if accepted.client.poll_read_ready(cx).is_pending() {
                 if this.deadline.as_mut().poll(cx).is_ready() {
@@ -78,7 +92,7 @@ impl Future for Waiting {
                 }
                 return Poll::Pending;
             }
-            match confirm(accepted) {
+            match confirm(accepted, Fresh::No) {
                 // Nothing yet: the readiness is cleared, wait for the next.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 // Bytes, end of file or an error: the set-up phase takes it from here.
@@ -88,15 +102,30 @@ impl Future for Waiting {
     }
 }
 
+/// Whether a read goes straight to the socket (before tokio has seen its first readiness
+/// event) or through tokio's readiness.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Yes,
+    No,
+}
+
 /// Checks that the client sent something, keeping what a plain TCP read got.
-fn confirm(accepted: &mut Accepted) -> io::Result<()> {
+fn confirm(accepted: &mut Accepted, fresh: Fresh) -> io::Result<()> {
     let client = &accepted.client;
     if accepted.tls {
         let mut byte = [MaybeUninit::uninit()];
-        return client
-            .try_io(Interest::READABLE, || SockRef::from(client).peek(&mut byte))
-            .map(drop);
+        let mut peek = || SockRef::from(client).peek(&mut byte);
+        return match fresh {
+            Fresh::Yes => peek(),
+            Fresh::No => client.try_io(Interest::READABLE, peek),
+        }
+        .map(drop);
     }
-    accepted.first = read_to_vec(client, preread::first_read(accepted.gateway.preread))?;
+    let max = preread::first_read(accepted.gateway.preread);
+    accepted.first = match fresh {
+        Fresh::Yes => read_fresh_to_vec(client, max)?,
+        Fresh::No => read_to_vec(client, max)?,
+    };
     Ok(())
 }

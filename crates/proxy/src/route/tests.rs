@@ -109,3 +109,18 @@ fn sni_routes_first_most_specific_wins() {
 fn invalid_conditions_refuse_to_compile() {
     assert!(Route::compile("x", &json!({"remote_addr": "1.2.3.4/40"}), None).is_err());
 }
+
+#[test]
+fn clients_speak_first_when_every_route_reads_them() {
+    let mqtt = json!({"plugins": {"mqtt-proxy": {"protocol_level": 4}}});
+    assert!(table(&[("1", mqtt.clone()), ("2", mqtt.clone())]).clients_speak_first());
+    // Any route whose server may speak first, or that acts before reading, turns it off.
+    assert!(!table(&[("1", mqtt.clone()), ("2", json!({}))]).clients_speak_first());
+    let limited_first = json!({"plugins": {
+        "mqtt-proxy": {"protocol_level": 4},
+        "ip-restriction": {"whitelist": ["127.0.0.0/8"]},
+    }});
+    assert!(!table(&[("1", limited_first)]).clients_speak_first());
+    // No route: connections close at once, so there is nothing to wait for.
+    assert!(!table(&[]).clients_speak_first());
+}
