@@ -60,15 +60,16 @@ pub async fn run(
         if held.len() != clients {
             bail!("only {} of {clients} clients connected", held.len());
         }
-        Ok(held)
+        Ok((held, clients))
     };
-    growth_per_client(addrs, pid, clients, warmup, concurrency, tag, hold).await
+    growth_per_client(addrs, pid, warmup, concurrency, tag, hold).await
 }
 
 /// Bytes of proxy RSS per client that connected and sent nothing (the proxy waits for its
-/// CONNECT; HAProxy within `inspect-delay`, streamgate within `preread_timeout`). Measured
-/// once the proxy holds every one: a listener that defers accepting (streamgate's) leaves a
-/// silent client to the kernel for its first second.
+/// CONNECT; HAProxy within `inspect-delay`, streamgate within `preread_timeout`), per client
+/// the proxy holds: a listener that defers accepting (streamgate's) leaves a silent client to
+/// the kernel for its first second, and a burst of silent connects beyond the listen backlog is
+/// answered with SYN cookies, whose connections reach the proxy only when they speak.
 pub async fn silent(
     addrs: &[SocketAddr],
     pid: u32,
@@ -83,28 +84,40 @@ pub async fn silent(
         for i in 0..clients {
             held.push(TcpStream::connect(addrs[i % addrs.len()]).await?);
         }
+        // One descriptor per client the proxy holds: wait until it holds them all, or until
+        // no more have come for two seconds.
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while open_descriptors(pid)? < before + clients {
-            if tokio::time::Instant::now() > deadline {
-                bail!("the proxy did not accept all {clients} silent clients");
+        let (mut seen, mut since) = (before, tokio::time::Instant::now());
+        loop {
+            let open = open_descriptors(pid)?;
+            if open >= before + clients || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            if open != seen {
+                (seen, since) = (open, tokio::time::Instant::now());
+            } else if since.elapsed() > Duration::from_secs(2) {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(held)
+        let accepted = open_descriptors(pid)?.saturating_sub(before).min(clients);
+        if accepted == 0 {
+            bail!("the proxy accepted none of the {clients} silent clients");
+        }
+        Ok((held, accepted))
     };
-    growth_per_client(addrs, pid, clients, warmup, concurrency, tag, hold).await
+    growth_per_client(addrs, pid, warmup, concurrency, tag, hold).await
 }
 
-/// Opens and closes `warmup` sessions, then measures the proxy's RSS growth per client while
-/// `hold` keeps its `clients` connections open.
+/// Opens and closes `warmup` sessions, then measures the proxy's RSS growth per client it
+/// holds while `hold` keeps its connections open (`hold` also tells how many the proxy holds).
 async fn growth_per_client(
     addrs: &[SocketAddr],
     pid: u32,
-    clients: usize,
     warmup: usize,
     concurrency: usize,
     tag: &str,
-    hold: impl std::future::Future<Output = Result<Vec<TcpStream>>>,
+    hold: impl std::future::Future<Output = Result<(Vec<TcpStream>, usize)>>,
 ) -> Result<f64> {
     let warm = open(addrs, warmup, concurrency, &format!("{tag}-warm")).await?;
     for stream in warm {
@@ -112,12 +125,12 @@ async fn growth_per_client(
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss(pid)?;
-    let held = hold.await?;
+    let (held, accepted) = hold.await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = rss(pid)?;
     drop(held);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    Ok(after.saturating_sub(before) as f64 / clients as f64)
+    Ok(after.saturating_sub(before) as f64 / accepted as f64)
 }
 
 /// How many file descriptors process `pid` has open.

@@ -35,7 +35,7 @@ pub async fn bind(listeners: &[StreamListener]) -> io::Result<Vec<Bound>> {
         if entry.proxy_protocol {
             warn!(addr = %entry.addr, "proxy_protocol on stream listeners is not supported yet; ignored");
         }
-        let listener = TcpListener::bind(entry.addr).await.map_err(|e| {
+        let listener = listen(entry.addr).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("binding the stream listener {}: {e}", entry.addr),
@@ -54,6 +54,23 @@ pub async fn bind(listeners: &[StreamListener]) -> io::Result<Vec<Bound>> {
         });
     }
     Ok(bound)
+}
+
+/// Connections the kernel may keep waiting for an accept, and (deferred listeners) for their
+/// client's first bytes. Larger than tokio's 1024: a deferring listener holds each new
+/// connection for a round trip longer, and a fleet reconnecting at once should not overflow
+/// into SYN cookies. The kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 4096;
+
+/// Binds and listens as tokio's `TcpListener::bind` does, with [`BACKLOG`].
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// The running data plane.
