@@ -3,10 +3,11 @@
 //! or connection closed, plus hostile inputs and the bounded pre-read.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sg_blackbox::mqtt::free_port_on;
-use sg_blackbox::tcp::{exchange, hex, NamedServer};
+use sg_blackbox::tcp::{exchange, hex, who_answers, NamedServer};
 use sg_blackbox::{config_with_tcp, free_port, Gateway};
 
 const CONNECT_FOO: &str = "10 0f 00 04 4d 51 54 54 04 02 00 3c 00 03 66 6f 6f";
@@ -269,4 +270,33 @@ fn bounded_preread_and_connack_option() {
     );
     let v3 = "10 0e 00 06 4d 51 49 73 64 70 03 02 00 3c 00 00";
     assert_eq!(exchange(s.listen, &hex(v3)).unwrap(), hex("20 02 00 01"));
+}
+
+#[test]
+fn a_route_whose_server_speaks_first_is_not_held_back_by_mqtt_routes() {
+    let s = start("");
+    let broker = NamedServer::start("127.0.0.1", "broker").unwrap();
+    let greeter = NamedServer::start("127.0.0.1", "greeter").unwrap();
+    let port = s.listen.port();
+    let mqtt = mqtt_route(4, json!({"nodes": {broker.addr.to_string(): 1}}), port);
+    assert_eq!(s.route(mqtt), 201);
+    assert!(s.reached("10 0c 00 04 4d 51 54 54 04 02 00 00 00 00", "broker"));
+    // Every route read its client's CONNECT, so the listener deferred accepting. A route with no
+    // plugins (the upstream greets first) must turn that off before it is in force.
+    let plain = json!({"remote_addr": "127.0.0.2",
+                       "upstream": {"nodes": {greeter.addr.to_string(): 1}}});
+    let put =
+        s.gw.admin("PUT", "/apisix/admin/stream_routes/2", &plain.to_string());
+    assert_eq!(put.status, 201);
+    let started = Instant::now();
+    assert_eq!(
+        who_answers("127.0.0.2", s.listen).as_deref(),
+        Some("greeter")
+    );
+    // A deferring listener would hold the silent client for a second.
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(500),
+        "greeted after {waited:?}"
+    );
 }
