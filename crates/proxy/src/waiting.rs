@@ -80,7 +80,7 @@ impl Future for Waiting {
         // to the socket, so the set-up starts at once and the deadline is never armed (arming
         // a timer earlier than the runtime's next one wakes the runtime's driver).
         if std::mem::take(this.fresh) {
-            match confirm(accepted, Fresh::Yes) {
+            match confirm(accepted, ReadVia::Socket) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 _ => return Poll::Ready(this.accepted.take()),
             }
@@ -92,7 +92,7 @@ impl Future for Waiting {
                 }
                 return Poll::Pending;
             }
-            match confirm(accepted, Fresh::No) {
+            match confirm(accepted, ReadVia::Readiness) {
                 // Nothing yet: the readiness is cleared, wait for the next.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 // Bytes, end of file or an error: the set-up phase takes it from here.
@@ -102,30 +102,31 @@ impl Future for Waiting {
     }
 }
 
-/// Whether a read goes straight to the socket (before tokio has seen its first readiness
-/// event) or through tokio's readiness.
+/// How the first bytes are looked for.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Fresh {
-    Yes,
-    No,
+enum ReadVia {
+    /// Straight from the socket, before tokio has seen its first readiness event.
+    Socket,
+    /// Through tokio's readiness.
+    Readiness,
 }
 
 /// Checks that the client sent something, keeping what a plain TCP read got.
-fn confirm(accepted: &mut Accepted, fresh: Fresh) -> io::Result<()> {
+fn confirm(accepted: &mut Accepted, via: ReadVia) -> io::Result<()> {
     let client = &accepted.client;
     if accepted.tls {
         let mut byte = [MaybeUninit::uninit()];
         let mut peek = || SockRef::from(client).peek(&mut byte);
-        return match fresh {
-            Fresh::Yes => peek(),
-            Fresh::No => client.try_io(Interest::READABLE, peek),
+        return match via {
+            ReadVia::Socket => peek(),
+            ReadVia::Readiness => client.try_io(Interest::READABLE, peek),
         }
         .map(drop);
     }
     let max = preread::first_read(accepted.gateway.preread);
-    accepted.first = match fresh {
-        Fresh::Yes => read_fresh_to_vec(client, max)?,
-        Fresh::No => read_to_vec(client, max)?,
+    accepted.first = match via {
+        ReadVia::Socket => read_fresh_to_vec(client, max)?,
+        ReadVia::Readiness => read_to_vec(client, max)?,
     };
     Ok(())
 }
