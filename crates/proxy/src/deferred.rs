@@ -67,7 +67,8 @@ impl DeferredListeners {
     }
 
     /// Whether plain listeners defer now.
-    pub fn on(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn on(&self) -> bool {
         self.state.lock().on
     }
 

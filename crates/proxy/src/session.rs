@@ -354,26 +354,24 @@ pub fn serve(
             set_up: Box::pin(std::future::ready(None)),
         };
     };
-    // Plain connections match their route now (APISIX applies fallback_sni to them too); TLS
-    // ones on their SNI after the handshake.
-    // Whether the listener deferred accepting until the client spoke (see `deferred`).
-    let (route, deferred) = if tls {
-        (None, true)
+    // `deferred`: the listener handed the connection over once the client spoke (see
+    // `crate::deferred`); `deadline`: the client speaks first, so the session waits for it.
+    let (route, deferred, deadline) = if tls {
+        // A ClientHello comes first; the route is matched on its SNI after the handshake.
+        (None, true, Some(at + gateway.handshake_timeout))
     } else {
+        // Matched now (APISIX applies fallback_sni to plain connections too); a client whose
+        // route first reads its bytes speaks first.
         let snapshot = gateway.snapshots.load();
         let route = snapshot
             .routes
-            .find(gateway.fallback_sni.as_deref(), remote, server);
-        (route.cloned(), snapshot.routes.clients_speak_first())
-    };
-    // A TLS client speaks first; so does a client whose route first reads its bytes.
-    let deadline = if tls {
-        Some(at + gateway.handshake_timeout)
-    } else {
-        route
+            .find(gateway.fallback_sni.as_deref(), remote, server)
+            .cloned();
+        let deadline = route
             .as_ref()
             .is_some_and(|route| route.waits_for_client)
-            .then(|| at + gateway.preread.timeout)
+            .then(|| at + gateway.preread.timeout);
+        (route, snapshot.routes.clients_speak_first(), deadline)
     };
     let accepted = Accepted {
         gateway,
