@@ -33,7 +33,7 @@ pub const SATURATED: Duration = Duration::from_micros(100);
 const PARKED: u64 = 0;
 
 /// Nanoseconds since `epoch`, plus one so that no stamp is [`PARKED`].
-pub(crate) fn stamp(epoch: Instant) -> u64 {
+fn stamp(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
 }
 
