@@ -149,12 +149,11 @@ impl Workers {
     /// traffic stays with the connections it will likely talk to (measured: one publisher of
     /// four pairs placed on the other worker cost 50% more CPU per message).
     pub fn place(&self) -> &Worker {
-        let now = stamp(self.epoch);
         let stretch = self.home().load.busy_since.load(Ordering::Relaxed);
-        let before = self.last_placed_in.swap(stretch, Ordering::Relaxed);
-        if stretch == PARKED || stretch != before {
+        if self.last_placed_in.swap(stretch, Ordering::Relaxed) != stretch {
             return self.home();
         }
+        let now = stamp(self.epoch);
         let streaks = self.workers.iter().map(|worker| worker.load.streak(now));
         let worker = &self.workers[choose(streaks, self.saturated)];
         if !worker.is(self.home()) {
@@ -251,10 +250,6 @@ mod tests {
         assert_eq!(choose([LIMIT].into_iter(), LIMIT), 0);
     }
 
-    fn is(placed: &Worker, worker: &Worker) -> bool {
-        Arc::ptr_eq(&placed.load, &worker.load)
-    }
-
     #[test]
     fn a_busy_home_sends_sessions_to_another_worker() {
         // Generous, so that a preempted test thread does not look saturated.
@@ -270,8 +265,8 @@ mod tests {
             std::thread::sleep(saturated * 2);
             (idle, workers.place().clone())
         });
-        assert!(is(&idle, &workers.workers[0]));
-        assert!(is(&busy, &workers.workers[1]));
+        assert!(idle.is(&workers.workers[0]));
+        assert!(busy.is(&workers.workers[1]));
         // Handing a session away started a surge: the other workers accept too.
         assert!(!workers.surge().remaining().is_zero());
         // The other worker runs what is placed on it, on its own thread.
@@ -303,7 +298,7 @@ mod tests {
         });
         let on_home: Vec<bool> = placed
             .iter()
-            .map(|worker| is(worker, &workers.workers[0]))
+            .map(|worker| worker.is(&workers.workers[0]))
             .collect();
         assert_eq!(on_home, [true, false, true, false]);
     }
