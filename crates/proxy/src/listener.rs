@@ -1,6 +1,7 @@
 //! Stream listeners: home's accept loops, which hand each connection to a session task on the
-//! worker [`Workers::place`] picks; the other workers' loops, which accept too during a surge;
-//! and the drain that lets established sessions finish after the listeners close.
+//! worker [`Workers::place`] picks; the other workers' loops (`surge`), which accept too while
+//! home is saturated during a surge; and the drain that lets established sessions finish after
+//! the listeners close.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,7 +18,9 @@ use tracing::{error, info, warn};
 use crate::deferred;
 use crate::metrics::METRICS;
 use crate::session::{self, Gateway};
-use crate::workers::{Worker, Workers};
+use crate::workers::Workers;
+
+mod surge;
 
 /// Pause after an accept error (such as running out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -105,7 +108,7 @@ impl Dataplane {
             });
             for worker in workers.others() {
                 match listener.try_clone() {
-                    Ok(copy) => acceptors.push(worker.handle().spawn(surge_loop(
+                    Ok(copy) => acceptors.push(worker.handle().spawn(surge::surge_loop(
                         copy,
                         accepting.clone(),
                         workers.clone(),
@@ -235,52 +238,6 @@ async fn accept_loop(
     }
 }
 
-/// Another worker's accept loop: idle until a surge, then accepting for itself alongside home
-/// until the surge ends, when it gives up its registration of the listener.
-async fn surge_loop(
-    listener: std::net::TcpListener,
-    accepting: Arc<impl Admit>,
-    workers: Arc<Workers>,
-    here: Worker,
-    mut stop: watch::Receiver<bool>,
-) {
-    let surge = workers.surge();
-    loop {
-        tokio::select! {
-            () = surge.started() => {}
-            () = stopping(&mut stop) => return,
-        }
-        let watched = match listener.try_clone().and_then(TcpListener::from_std) {
-            Ok(watched) => watched,
-            Err(e) => {
-                error!(error = %e, "cannot watch the stream listener from another worker");
-                return;
-            }
-        };
-        let mut lease = std::pin::pin!(tokio::time::sleep(surge.remaining()));
-        loop {
-            tokio::select! {
-                accepted = watched.accept() => match accepted {
-                    Ok((client, remote)) if accepting.refuses(&client, remote) => {}
-                    Ok((client, remote)) => accepting.start(client, remote, here.handle()),
-                    Err(e) => {
-                        error!(error = %e, "accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    }
-                },
-                () = lease.as_mut() => {
-                    let left = surge.remaining();
-                    if left.is_zero() {
-                        break;
-                    }
-                    lease.as_mut().reset(tokio::time::Instant::now() + left);
-                }
-                () = stopping(&mut stop) => return,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,65 +254,5 @@ mod tests {
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
         let (accepted, _client) = tokio::join!(listener.accept(), client);
         assert!(accepted.unwrap().0.nodelay().unwrap());
-    }
-
-    /// Records which thread accepted each connection.
-    struct Record(std::sync::mpsc::Sender<Option<String>>);
-
-    impl Admit for Record {
-        fn refuses(&self, _: &TcpStream, _: SocketAddr) -> bool {
-            false
-        }
-
-        fn start(&self, _: TcpStream, _: SocketAddr, _: &tokio::runtime::Handle) {
-            let acceptor = std::thread::current().name().map(str::to_owned);
-            let _ = self.0.send(acceptor);
-        }
-    }
-
-    #[test]
-    fn a_surge_lets_the_other_workers_accept_while_home_is_busy() {
-        // A surge, once started, outlasts the test.
-        let (home, workers) = Workers::build_with(
-            std::num::NonZeroUsize::new(2),
-            crate::workers::SATURATED,
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-        let workers = Arc::new(workers);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (accepted, acceptors) = std::sync::mpsc::channel();
-        let record = Arc::new(Record(accepted));
-        let (_stop, stopped) = watch::channel(false);
-        let other = workers.others().next().unwrap().clone();
-        let wait = Duration::from_secs(10);
-        let mut clients = Vec::new();
-        home.block_on(async {
-            other.handle().spawn(surge_loop(
-                listener.try_clone().unwrap(),
-                record.clone(),
-                workers.clone(),
-                other.clone(),
-                stopped.clone(),
-            ));
-            let listener = Arc::new(TcpListener::from_std(listener).unwrap());
-            tokio::spawn(accept_loop(listener, record, workers.clone(), stopped));
-            // Without a surge, home accepts.
-            clients.push(std::net::TcpStream::connect(addr).unwrap());
-            let first =
-                tokio::task::spawn_blocking(move || (acceptors.recv_timeout(wait), acceptors));
-            let (first, acceptors) = first.await.unwrap();
-            assert_ne!(first.unwrap().as_deref(), Some("streamgate-worker-1"));
-            // As when home hands a session away (see the workers' tests).
-            workers.surge().renew();
-            // Home now blocks; only the other worker can take the next connections.
-            for _ in 0..3 {
-                clients.push(std::net::TcpStream::connect(addr).unwrap());
-                let acceptor = acceptors.recv_timeout(wait).unwrap();
-                assert_eq!(acceptor.as_deref(), Some("streamgate-worker-1"));
-            }
-        });
     }
 }

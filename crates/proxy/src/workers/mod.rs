@@ -162,6 +162,11 @@ impl Workers {
         worker
     }
 
+    /// Whether home has run without a pause for [`SATURATED`].
+    pub fn home_saturated(&self) -> bool {
+        self.home().load.streak(stamp(self.epoch)) >= self.saturated
+    }
+
     /// The worker that runs the accept loops.
     pub fn home(&self) -> &Worker {
         &self.workers[0]
