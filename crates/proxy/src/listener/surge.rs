@@ -88,6 +88,8 @@ pub(super) async fn surge_loop(
 /// connection is taken is decided once one is there.
 fn watch_readiness(listener: &std::net::TcpListener) -> io::Result<AsyncFd<Socket>> {
     let socket = Socket::from(listener.try_clone()?);
+    // Home may take a connection first: the accept must then fail rather than wait.
+    socket.set_nonblocking(true)?;
     // SAFETY: the `AsyncFd` owns the socket, so its descriptor stays open, and the same, until
     // the `AsyncFd` is dropped.
     #[allow(unsafe_code)]
