@@ -128,11 +128,17 @@ async fn connect_sending(addr: SocketAddr, early: &[u8]) -> io::Result<TcpStream
 /// Tries nodes until one accepts: the first pick plus `retries` more, each bounded by the
 /// connect timeout, and all of them by `retry_timeout` when set.
 /// `early` (the pre-read bytes) reaches the chosen node before this returns.
+///
+/// `answers`: the server answers `early` at once (MQTT's CONNACK). A node then takes at most
+/// [`crate::upstream::PENDING_PER_NODE`] such sessions until their first answer (over plain TCP; a TLS
+/// handshake already shows that the node took the connection); the others wait for a turn
+/// within the connect timeout.
 pub async fn connect(
     up: &Upstream,
     vars: &ConnVars,
     sni: Option<&str>,
     early: &[u8],
+    answers: bool,
     resolver: &Resolver,
 ) -> Result<Connected, ConnectError> {
     let started = Instant::now();
@@ -174,7 +180,21 @@ pub async fn connect(
             METRICS.retries.get_or_create(&labels()).inc();
         }
         info!("proxy request to {addr}");
-        let connected = timeout(up.connect_timeout, connect_node(up, addr, sni, early)).await;
+        let attempt = async {
+            let turn = if answers {
+                up.pending[pick.index].acquire().await.ok()
+            } else {
+                None
+            };
+            let stream = connect_node(up, addr, sni, early).await?;
+            if let (Some(_), Either::Left(tcp)) = (&turn, &stream) {
+                tcp.readable()
+                    .await
+                    .map_err(|e| format!("waiting for the first answer failed: {e}"))?;
+            }
+            Ok::<_, String>(stream)
+        };
+        let connected = timeout(up.connect_timeout, attempt).await;
         let (error, outcome) = match connected {
             Ok(Ok(stream)) => {
                 health::report_connect(up, pick.index, Outcome::Success);
@@ -193,10 +213,82 @@ pub async fn connect(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use sg_model::Keyring;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
+    use tokio::task::JoinSet;
 
     use super::*;
+    use crate::tls::TlsTable;
+    use crate::upstream::PENDING_PER_NODE;
+
+    /// `sessions` connects at once to a node at `addr`, each sending `early`.
+    fn connecting(addr: SocketAddr, sessions: usize, answers: bool) -> JoinSet<SocketAddr> {
+        let conf = json!({"nodes": {addr.to_string(): 1}, "timeout": {"connect": 30}});
+        let up = Upstream::compile(
+            "upstreams/1".into(),
+            &conf,
+            None,
+            &TlsTable::default(),
+            &Keyring::default(),
+        )
+        .unwrap();
+        let (up, resolver) = (Arc::new(up), Arc::new(Resolver::default()));
+        let mut connecting = JoinSet::new();
+        for _ in 0..sessions {
+            let (up, resolver) = (up.clone(), resolver.clone());
+            connecting.spawn(async move {
+                let vars = ConnVars {
+                    remote: addr,
+                    server: addr,
+                    mqtt_client_id: None,
+                };
+                let connected = connect(&up, &vars, None, b"\x10", answers, &resolver).await;
+                connected.unwrap().addr
+            });
+        }
+        connecting
+    }
+
+    #[tokio::test]
+    async fn a_node_waits_for_answers_beyond_its_pending_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut connecting = connecting(listener.local_addr().unwrap(), PENDING_PER_NODE + 1, true);
+        let mut taken = Vec::new();
+        for _ in 0..PENDING_PER_NODE {
+            taken.push(listener.accept().await.unwrap().0);
+        }
+        // No answer yet: the last session has not connected (it would within microseconds).
+        let held = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(held.is_err(), "a session connected beyond the limit");
+        assert!(
+            connecting.try_join_next().is_none(),
+            "a session ended without an answer"
+        );
+        // One answer lets that session through and the last one connect.
+        taken[0].write_all(b"\x20").await.unwrap();
+        taken.push(listener.accept().await.unwrap().0);
+        connecting.join_next().await.unwrap().unwrap();
+        for node in &mut taken[1..] {
+            node.write_all(b"\x20").await.unwrap();
+        }
+        assert_eq!(connecting.join_all().await.len(), PENDING_PER_NODE);
+    }
+
+    #[tokio::test]
+    async fn sessions_whose_server_does_not_answer_first_are_not_held_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connecting = connecting(listener.local_addr().unwrap(), PENDING_PER_NODE + 1, false);
+        let mut taken = Vec::new();
+        for _ in 0..=PENDING_PER_NODE {
+            taken.push(listener.accept().await.unwrap().0);
+        }
+        assert_eq!(connecting.join_all().await.len(), PENDING_PER_NODE + 1);
+    }
 
     #[tokio::test]
     async fn early_bytes_arrive_first_whatever_their_size() {

@@ -9,6 +9,7 @@ use serde_json::Value;
 use sg_balancer::{Algorithm, Balancer, NodeSpec};
 use sg_model::check::split_host_port;
 use sg_model::Keyring;
+use tokio::sync::Semaphore;
 
 use crate::health::UpstreamHealth;
 use crate::tls::{client, server, TlsTable};
@@ -18,6 +19,13 @@ use crate::vars::Var;
 const DEFAULT_CONNECT: Duration = Duration::from_secs(60);
 /// nginx's default `proxy_timeout`.
 const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+
+/// Sessions whose server answers first (mqtt-proxy routes) that may be connected to one node
+/// and waiting for its first answer at once; more wait in streamgate, in arrival order. A node
+/// that has not answered has perhaps not accepted yet: bounding them keeps a fleet that
+/// reconnects at once inside the node's listen backlog (mosquitto's is 100), which otherwise
+/// overflows and drops connects for a second. Leaves room for a few gateways per broker.
+pub const PENDING_PER_NODE: usize = 32;
 
 /// Everything the data plane needs to reach an upstream.
 pub struct Upstream {
@@ -36,6 +44,9 @@ pub struct Upstream {
     pub tls: Option<Arc<ClientConfig>>,
     /// Node health when the upstream has `checks`; carried over from `previous` by node.
     pub health: Option<Arc<UpstreamHealth>>,
+    /// Per node (by index), the sessions that may wait for the node's first answer at once
+    /// ([`PENDING_PER_NODE`]); see `connect`.
+    pub pending: Box<[Semaphore]>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -193,6 +204,11 @@ impl Upstream {
         let health = UpstreamHealth::new(&key, conf, &nodes, before).map(Arc::new);
         let balancer = Balancer::new(algorithm, nodes, previous.map(|p| &p.balancer));
         let tls = tls_config(conf, ssls, keyring)?;
+        let pending = balancer
+            .nodes()
+            .iter()
+            .map(|_| Semaphore::new(PENDING_PER_NODE))
+            .collect();
         Ok(Upstream {
             key,
             balancer,
@@ -203,6 +219,7 @@ impl Upstream {
             retry_timeout,
             tls,
             health,
+            pending,
         })
     }
 }

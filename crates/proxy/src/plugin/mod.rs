@@ -104,6 +104,12 @@ pub trait StreamPlugin: Send + Sync {
         Preread::Continue
     }
 
+    /// Whether the server answers the client's first bytes at once, as an MQTT broker answers
+    /// CONNECT with CONNACK: the answer then shows that the server has taken the connection.
+    fn server_answers(&self) -> bool {
+        false
+    }
+
     /// Runs once when the session ends, whether it was proxied or rejected.
     fn log(&self, _ctx: &Ctx) {}
 }

@@ -118,6 +118,10 @@ impl StreamPlugin for MqttProxy {
         Reads::ClientBytes
     }
 
+    fn server_answers(&self) -> bool {
+        true
+    }
+
     fn preread(&self, ctx: &mut Ctx, input: Input<'_>) -> Preread {
         match decode_connect(input.data) {
             Decoded::Incomplete(needed) => match input.end {

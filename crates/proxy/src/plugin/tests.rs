@@ -42,6 +42,9 @@ fn compiled_in_priority_order_and_disabled_skipped() {
     let built = compile("r", None, plugins.as_object().unwrap()).unwrap();
     let names: Vec<_> = built.iter().map(|p| p.name()).collect();
     assert_eq!(names, ["ip-restriction", "limit-conn", "mqtt-proxy"]);
+    // Only an MQTT broker is known to answer the client's first bytes at once.
+    let answering: Vec<_> = built.iter().map(|p| p.server_answers()).collect();
+    assert_eq!(answering, [false, false, true]);
     let disabled = json!({"mqtt-proxy": {"protocol_level": 4, "_meta": {"disable": true}}});
     assert!(compile("r", None, disabled.as_object().unwrap())
         .unwrap()
