@@ -130,9 +130,9 @@ async fn connect_sending(addr: SocketAddr, early: &[u8]) -> io::Result<TcpStream
 /// `early` (the pre-read bytes) reaches the chosen node before this returns.
 ///
 /// `answers`: the server answers `early` at once (MQTT's CONNACK). A node then takes at most
-/// [`crate::upstream::PENDING_PER_NODE`] such sessions until their first answer (over plain TCP; a TLS
-/// handshake already shows that the node took the connection); the others wait for a turn
-/// within the connect timeout.
+/// [`crate::upstream::PENDING_PER_NODE`] such sessions until their first answer (over plain
+/// TCP; a TLS handshake already shows that the node took the connection); the others wait for
+/// a turn within the connect timeout.
 pub async fn connect(
     up: &Upstream,
     vars: &ConnVars,
@@ -226,7 +226,7 @@ mod tests {
     use crate::tls::TlsTable;
     use crate::upstream::PENDING_PER_NODE;
 
-    /// `sessions` connects at once to a node at `addr`, each sending `early`.
+    /// `sessions` connects at once to the node at `addr`, each sending one byte.
     fn connecting(addr: SocketAddr, sessions: usize, answers: bool) -> JoinSet<SocketAddr> {
         let conf = json!({"nodes": {addr.to_string(): 1}, "timeout": {"connect": 30}});
         let up = Upstream::compile(
