@@ -45,7 +45,8 @@ pub struct Upstream {
     /// Node health when the upstream has `checks`; carried over from `previous` by node.
     pub health: Option<Arc<UpstreamHealth>>,
     /// Per node (by index), the sessions that may wait for the node's first answer at once
-    /// ([`PENDING_PER_NODE`]); see `connect`.
+    /// ([`PENDING_PER_NODE`]); see `connect`. Not carried over to the next snapshot: right
+    /// after a change, sessions of both snapshots may wait on a node, up to twice as many.
     pub pending: Box<[Semaphore]>,
 }
 
