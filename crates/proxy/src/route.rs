@@ -29,6 +29,9 @@ pub struct Route {
     /// in the pre-read phase reads them): its connections wait for those bytes holding only
     /// their socket and a deadline.
     pub waits_for_client: bool,
+    /// A plugin knows the server answers the client's first bytes at once (mqtt-proxy's
+    /// CONNACK): connects wait for that answer (see `connect`).
+    pub server_answers: bool,
     pub metrics: RouteMetrics,
 }
 
@@ -65,6 +68,7 @@ impl Route {
             .map(|plugin| plugin.reads())
             .find(|reads| *reads != Reads::Nothing)
             == Some(Reads::ClientBytes);
+        let server_answers = plugins.iter().any(|plugin| plugin.server_answers());
         Ok(Route {
             id: id.to_owned(),
             remote_addr: addr_condition(conf, "remote_addr")?,
@@ -81,6 +85,7 @@ impl Route {
             metrics: RouteMetrics::for_route(id),
             plugins,
             waits_for_client,
+            server_answers,
         })
     }
 

@@ -252,13 +252,12 @@ async fn set_up(
     };
     // Plain clients' fallback SNI only matched routes; TLS upstreams get the client's name.
     let upstream_sni = sni.as_deref();
-    let answers = route.plugins.iter().any(|plugin| plugin.server_answers());
     let connected = match Box::pin(connect(
         &upstream,
         &ctx.vars,
         upstream_sni,
         &preread,
-        answers,
+        route.server_answers,
         &gateway.resolver,
     ))
     .await

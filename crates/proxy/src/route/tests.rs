@@ -124,3 +124,19 @@ fn clients_speak_first_when_every_route_reads_them() {
     // No route: connections close at once, so there is nothing to wait for.
     assert!(!table(&[]).clients_speak_first());
 }
+
+#[test]
+fn only_mqtt_proxy_routes_wait_for_the_servers_answer() {
+    let compile = |conf| Route::compile("1", &conf, None).unwrap().server_answers;
+    assert!(compile(
+        json!({"plugins": {"mqtt-proxy": {"protocol_level": 4}}})
+    ));
+    assert!(compile(json!({"plugins": {
+        "mqtt-proxy": {"protocol_level": 4},
+        "ip-restriction": {"whitelist": ["127.0.0.0/8"]},
+    }})));
+    assert!(!compile(
+        json!({"plugins": {"ip-restriction": {"whitelist": ["127.0.0.0/8"]}}})
+    ));
+    assert!(!compile(json!({})));
+}

@@ -2,7 +2,7 @@
 //! them: a session starts on the home worker (the one that accepts) while home keeps up, and on
 //! the least busy worker once home has run without a pause for [`SATURATED`] and taken another
 //! session in that same busy stretch; each such hand-off also starts or renews a [`Surge`],
-//! during which the other workers accept as well.
+//! during which the other workers accept as well whenever home is saturated.
 //!
 //! Why not one work-stealing runtime: on a few cores shared with brokers, spreading every
 //! session's wake-ups over all threads costs cross-thread hand-offs and leaves each wake-up

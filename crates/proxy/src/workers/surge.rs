@@ -13,7 +13,8 @@ use super::stamp;
 pub const SURGE_LEASE: Duration = Duration::from_millis(10);
 
 /// A connection surge: while home is saturated, the other workers accept from the listeners
-/// too (as HAProxy's threads all do), so accepting and starting sessions go on in parallel.
+/// too (as HAProxy's threads all do), so accepting and starting sessions go on in parallel;
+/// they leave a connection to home whenever home keeps up (`listener::surge`).
 /// Home renews the lease whenever it hands a session away; a worker stops accepting, and
 /// leaves the listeners to home, once the lease has run out.
 pub struct Surge {
