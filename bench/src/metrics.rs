@@ -52,6 +52,9 @@ fn millis(v: f64) -> String {
 fn secs(v: f64) -> String {
     format!("{v:.2} s")
 }
+fn percent(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
 fn cpu_ms(v: f64) -> String {
     format!("{:.1} ms", v * 1000.0)
 }
@@ -115,6 +118,12 @@ pub fn metrics() -> Vec<Metric> {
             name: "Connect storm: proxy CPU per 1000 connections",
             get: |r| r.storm.and_then(|s| s.cpu_per_1k),
             format: cpu_ms,
+            target: None,
+        },
+        Metric {
+            name: "Connect storm: machine idle (all cores)",
+            get: |r| r.storm.and_then(|s| s.machine_idle),
+            format: percent,
             target: None,
         },
         Metric {

@@ -45,6 +45,30 @@ fn clock_ticks() -> f64 {
 /// Fraction of the whole machine's CPU time spent busy (not idle or waiting on I/O) over
 /// `period`.
 pub fn machine_busy(period: Duration) -> f64 {
+    let meter = MachineMeter::start();
+    std::thread::sleep(period);
+    meter.idle().map_or(0.0, |idle| 1.0 - idle)
+}
+
+/// The whole machine's idle time (all cores) over a measurement window.
+pub struct MachineMeter {
+    start: Option<(u64, u64)>,
+}
+
+impl MachineMeter {
+    pub fn start() -> MachineMeter {
+        MachineMeter {
+            start: Self::sample(),
+        }
+    }
+
+    /// Fraction of the machine's CPU time spent idle or waiting on I/O since `start`.
+    pub fn idle(&self) -> Option<f64> {
+        let ((t0, i0), (t1, i1)) = (self.start?, Self::sample()?);
+        (t1 > t0).then(|| i1.saturating_sub(i0) as f64 / (t1 - t0) as f64)
+    }
+
+    /// Total and idle (+ I/O wait) ticks of all cores, from /proc/stat.
     fn sample() -> Option<(u64, u64)> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let fields: Vec<u64> = stat
@@ -56,14 +80,6 @@ pub fn machine_busy(period: Duration) -> f64 {
             .collect();
         let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
         Some((fields.iter().sum(), idle))
-    }
-    let first = sample();
-    std::thread::sleep(period);
-    match (first, sample()) {
-        (Some((t0, i0)), Some((t1, i1))) if t1 > t0 => {
-            1.0 - (i1.saturating_sub(i0)) as f64 / (t1 - t0) as f64
-        }
-        _ => 0.0,
     }
 }
 
@@ -153,5 +169,21 @@ mod tests {
         let pid = std::process::id();
         assert!(rss(pid).unwrap() > 0);
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
+    }
+
+    #[test]
+    fn a_core_kept_busy_is_not_counted_idle() {
+        let meter = MachineMeter::start();
+        let until = std::time::Instant::now() + Duration::from_millis(300);
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let idle = meter.idle().expect("/proc/stat is readable");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        // This thread kept one core busy all along: at most the others were idle.
+        assert!(
+            (0.0..=(cores - 1.0) / cores + 0.1).contains(&idle),
+            "idle {idle}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::client::{self, Tls, PATIENCE};
-use crate::stats::{CpuMeter, Latency};
+use crate::stats::{CpuMeter, Latency, MachineMeter};
 
 /// What a storm measured.
 #[derive(Clone, Copy, Debug, Default)]
@@ -22,6 +22,8 @@ pub struct Storm {
     pub handshake: Option<Latency>,
     /// Proxy CPU seconds per 1000 connections.
     pub cpu_per_1k: Option<f64>,
+    /// Fraction of the machine's CPU time (all cores) left idle during the storm.
+    pub machine_idle: Option<f64>,
     pub errors: usize,
 }
 
@@ -37,6 +39,7 @@ pub async fn run(
 ) -> Result<Storm> {
     let next = Arc::new(AtomicUsize::new(0));
     let cpu = CpuMeter::start(pid);
+    let machine = MachineMeter::start();
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency.min(clients) {
@@ -88,12 +91,14 @@ pub async fn run(
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu.stop();
+    let machine_idle = machine.idle();
     let done = connack.len();
     Ok(Storm {
         rate: done as f64 / elapsed,
         latency: Latency::of(&mut connack),
         handshake: tls.map(|_| Latency::of(&mut handshake)),
         cpu_per_1k: cpu.filter(|_| done > 0).map(|c| c * 1000.0 / done as f64),
+        machine_idle,
         errors,
     })
 }
