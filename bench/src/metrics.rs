@@ -204,5 +204,11 @@ pub fn metrics() -> Vec<Metric> {
             format: cpu_ms,
             target: None,
         },
+        Metric {
+            name: "TLS connect storm: machine idle (all cores)",
+            get: |r| r.tls.and_then(|s| s.machine_idle),
+            format: percent,
+            target: None,
+        },
     ]
 }
