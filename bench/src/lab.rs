@@ -12,6 +12,8 @@ use sg_blackbox::mqtt::{free_port_on, Broker};
 use sg_blackbox::pki::{write, Ca, Pair};
 use sg_blackbox::{config_with_tcp, free_port, ADMIN_KEY};
 
+use crate::placement::{command_on, CpuList};
+
 /// The SNI every TLS client sends; the certificates are issued for it.
 pub const SNI: &str = "mqtt.bench.test";
 
@@ -85,6 +87,8 @@ pub struct LabOptions {
     pub haproxy_cfg: PathBuf,
     /// `RUST_LOG` for streamgate; `None` runs it with its shipped default.
     pub streamgate_log: Option<String>,
+    /// The CPUs the proxies run on; `None`: any.
+    pub proxy_cpus: Option<CpuList>,
 }
 
 /// Brokers and certificates shared by every run.
@@ -95,6 +99,17 @@ pub struct Lab {
     pair: Pair,
     haproxy_template: String,
     options: LabOptions,
+}
+
+/// HAProxy's thread count when it is not the configuration's 2: one for `haproxy-1t`, else one
+/// per CPU the proxies are pinned to.
+fn threads(kind: Kind, proxy_cpus: Option<&CpuList>) -> Option<usize> {
+    let threads = match (kind, proxy_cpus) {
+        (Kind::HaproxyOneThread, _) => 1,
+        (_, Some(cpus)) => cpus.count(),
+        (_, None) => return None,
+    };
+    (threads != 2).then_some(threads)
 }
 
 /// One running system: where clients connect, and the proxy process to measure.
@@ -223,7 +238,7 @@ impl Lab {
         };
         std::fs::write(dir.path().join("conf/config.yaml"), config)?;
         let log = std::fs::File::create(dir.path().join("streamgate.log"))?;
-        let mut command = Command::new(sg_blackbox::binary());
+        let mut command = command_on(self.options.proxy_cpus.as_ref(), sg_blackbox::binary());
         command
             .args(["-c", "conf/config.yaml"])
             .current_dir(dir.path())
@@ -267,7 +282,8 @@ impl Lab {
     }
 
     /// HAProxy with the shared benchmark configuration, its ports and servers filled in, and
-    /// the TLS variant's `bind … ssl crt` line enabled (and `nbthread 1` for `haproxy-1t`).
+    /// the TLS variant's `bind … ssl crt` line enabled (and `nbthread 1` for `haproxy-1t`, or
+    /// one thread per CPU of `--proxy-cpus`).
     fn haproxy(&self, kind: Kind) -> Result<System> {
         let (plain, tls) = (free_port(), free_port());
         let pem = self.dir.path().join("server.pem");
@@ -293,8 +309,8 @@ impl Lab {
         ]
         .into_iter()
         .chain(
-            (kind == Kind::HaproxyOneThread)
-                .then(|| ("nbthread 2".to_owned(), "nbthread 1".to_owned())),
+            threads(kind, self.options.proxy_cpus.as_ref())
+                .map(|threads| ("nbthread 2".to_owned(), format!("nbthread {threads}"))),
         ) {
             if !cfg.contains(&from) {
                 bail!("the HAProxy config no longer contains `{from}`");
@@ -305,7 +321,7 @@ impl Lab {
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, cfg)?;
         let log = std::fs::File::create(dir.path().join("haproxy.log"))?;
-        let child = Command::new("haproxy")
+        let child = command_on(self.options.proxy_cpus.as_ref(), "haproxy")
             .arg("-db")
             .arg("-f")
             .arg(&path)

@@ -8,6 +8,7 @@ mod client;
 mod lab;
 mod metrics;
 mod mqtt;
+mod placement;
 mod report;
 mod scenario;
 mod stats;
@@ -20,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use lab::{Kind, Lab, LabOptions, System};
+use placement::CpuList;
 use report::RunResult;
 use scenario::{idle, publish, storm};
 
@@ -88,6 +90,14 @@ pub struct Args {
     /// RUST_LOG for the `streamgate` system (default: unset, i.e. the configured level).
     #[arg(long)]
     pub streamgate_log: Option<String>,
+    /// Runs the proxies on these CPUs only (a `taskset` list such as `0`), to compare them on
+    /// cores of their own; HAProxy then gets one thread per CPU listed (`nbthread`), as
+    /// streamgate's `worker_processes: auto` does. Pair it with `--others-cpus`.
+    #[arg(long)]
+    pub proxy_cpus: Option<CpuList>,
+    /// Runs the load generator and the brokers on these CPUs only.
+    #[arg(long)]
+    pub others_cpus: Option<CpuList>,
     /// Criterion outputs (`--output-format bencher`) to include as micro-benchmarks.
     #[arg(long)]
     pub micro: Vec<PathBuf>,
@@ -120,6 +130,11 @@ fn main() -> Result<()> {
             bail!("unknown scenario {s:?}");
         }
     }
+    // Counted before the load generator may be pinned to fewer of them.
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if let Some(cpus) = &args.others_cpus {
+        cpus.pin_main_thread()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()
@@ -132,6 +147,7 @@ fn main() -> Result<()> {
             .clone()
             .unwrap_or_else(|| repo_root().join("../shared/bench/haproxy-mqtt.cfg")),
         streamgate_log: args.streamgate_log.clone(),
+        proxy_cpus: args.proxy_cpus.clone(),
     })?;
     let brokers: Vec<_> = lab.brokers.iter().map(|b| b.addr).collect();
     runtime.block_on(publish::label_brokers(&brokers))?;
@@ -176,6 +192,7 @@ fn main() -> Result<()> {
         load_before: quiet.2,
         load_after: stats::load_average(),
         took: started.elapsed(),
+        cores,
     };
     let report = report::render(&args, &systems, &results, &conditions)?;
     match args.out.as_deref() {

@@ -191,7 +191,7 @@ fn command(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn machine() -> String {
+fn machine(cores: usize) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -210,7 +210,6 @@ fn machine() -> String {
         .map_or("unknown".to_owned(), |kib| {
             format!("{:.1} GiB", kib / 1024.0 / 1024.0)
         });
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mosquitto = command("mosquitto", &["-h"]);
     format!(
         "- CPU: {cpu}, {cores} cores available; memory {mem}\n\
@@ -225,6 +224,24 @@ fn machine() -> String {
         command("haproxy", &["-v"]),
         mosquitto,
         command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+    )
+}
+
+/// The CPU placement line, when `--proxy-cpus` or `--others-cpus` was given.
+fn placement(args: &Args) -> String {
+    let any =
+        |cpus: &Option<crate::CpuList>| cpus.as_ref().map_or("any".to_owned(), |c| c.to_string());
+    if args.proxy_cpus.is_none() && args.others_cpus.is_none() {
+        return String::new();
+    }
+    let threads = args.proxy_cpus.as_ref().map_or(String::new(), |cpus| {
+        format!(" (HAProxy with `nbthread {}`)", cpus.count())
+    });
+    format!(
+        "- Placement (`taskset`): proxies on CPUs {}{threads}, load generator and brokers on \
+         CPUs {}\n",
+        any(&args.proxy_cpus),
+        any(&args.others_cpus)
     )
 }
 
@@ -277,6 +294,8 @@ pub struct Conditions {
     pub load_before: String,
     pub load_after: String,
     pub took: Duration,
+    /// The cores available to the whole benchmark.
+    pub cores: usize,
 }
 
 /// The generated part of the report.
@@ -289,9 +308,10 @@ pub fn render(
     let mut out = String::new();
     writeln!(
         out,
-        "## Machine\n\n{}- Before the run: {:.0}% of the CPU busy with other work (after waiting \
+        "## Machine\n\n{}{}- Before the run: {:.0}% of the CPU busy with other work (after waiting \
          {:.0} s for a quiet machine); load average {} before, {} after\n",
-        machine(),
+        machine(conditions.cores),
+        placement(args),
         conditions.busy_before * 100.0,
         conditions.waited.as_secs_f64(),
         conditions.load_before,
