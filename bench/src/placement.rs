@@ -2,6 +2,7 @@
 //! brokers on the others, to compare the proxies as if each had cores to itself (by default
 //! everything shares every core).
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::process::Command;
 use std::str::FromStr;
@@ -31,7 +32,8 @@ impl FromStr for CpuList {
 
     fn from_str(text: &str) -> Result<CpuList, String> {
         let bad = || format!("{text:?} is not a CPU list such as 0, 0-1 or 0,2-3");
-        let mut count = 0;
+        // A set, so that CPUs listed twice (`0,0-1`) count once.
+        let mut cpus = BTreeSet::new();
         for part in text.split(',') {
             let (first, last) = part.split_once('-').unwrap_or((part, part));
             let first: usize = first.parse().map_err(|_| bad())?;
@@ -39,11 +41,11 @@ impl FromStr for CpuList {
             if last < first {
                 return Err(bad());
             }
-            count += last - first + 1;
+            cpus.extend(first..=last);
         }
         Ok(CpuList {
             text: text.to_owned(),
-            count,
+            count: cpus.len(),
         })
     }
 }
@@ -60,8 +62,9 @@ impl CpuList {
         self.count
     }
 
-    /// Pins the calling thread to these CPUs, and with it every thread and process it starts
-    /// afterwards. Called from `main` before the load generator's runtime starts.
+    /// Pins the process's main thread to these CPUs (`taskset -p` on the process id), and with
+    /// it every thread and process it starts afterwards. Called from `main` before any other
+    /// thread starts.
     pub fn pin_main_thread(&self) -> Result<()> {
         let status = Command::new("taskset")
             .args(["-p", "-c", &self.text, &std::process::id().to_string()])
@@ -88,6 +91,7 @@ mod tests {
         assert_eq!(count("0"), Ok(1));
         assert_eq!(count("0-1"), Ok(2));
         assert_eq!(count("0,2-3"), Ok(3));
+        assert_eq!(count("0,0-1"), Ok(2));
         for bad in ["", "a", "1-0", "0-", "0,,1"] {
             assert!(count(bad).is_err(), "{bad:?}");
         }

@@ -235,7 +235,7 @@ fn placement(args: &Args) -> String {
         return String::new();
     }
     let threads = args.proxy_cpus.as_ref().map_or(String::new(), |cpus| {
-        format!(" (HAProxy with `nbthread {}`)", cpus.count())
+        format!(" (`haproxy` with `nbthread {}`)", cpus.count())
     });
     format!(
         "- Placement (`taskset`): proxies on CPUs {}{threads}, load generator and brokers on \
