@@ -214,17 +214,34 @@ fn machine(cores: usize) -> String {
     format!(
         "- CPU: {cpu}, {cores} cores available; memory {mem}\n\
          - Kernel: {}\n\
+         {}\
          - streamgate: commit {} (release build), {}\n\
          - HAProxy: {}\n\
          - Broker: {}\n\
          - Date: {}\n",
         command("uname", &["-sr"]),
+        idle_cores(),
         command("git", &["describe", "--always", "--dirty"]),
         command("rustc", &["-V"]),
         command("haproxy", &["-v"]),
         mosquitto,
         command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
     )
+}
+
+/// How idle cores wait. Under a hypervisor's `haltpoll` driver, an idle core polls for a while
+/// before it halts, and a halted core costs an exit to the hypervisor to wake: the more often a
+/// proxy sleeps and is woken, the more that setting weighs on it.
+fn idle_cores() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).map(|text| text.trim().to_owned());
+    let Ok(driver) = read("/sys/devices/system/cpu/cpuidle/current_driver") else {
+        return String::new();
+    };
+    let polling = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .map_or(String::new(), |ns| {
+            format!(", polling {ns} ns before halting")
+        });
+    format!("- Idle cores: cpuidle driver `{driver}`{polling}\n")
 }
 
 /// The CPU placement line, when `--proxy-cpus` or `--others-cpus` was given.
