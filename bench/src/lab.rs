@@ -12,75 +12,11 @@ use sg_blackbox::mqtt::{free_port_on, Broker};
 use sg_blackbox::pki::{write, Ca, Pair};
 use sg_blackbox::{config_with_tcp, free_port, ADMIN_KEY};
 
+use crate::kind::Kind;
 use crate::placement::{command_on, CpuList};
 
 /// The SNI every TLS client sends; the certificates are issued for it.
 pub const SNI: &str = "mqtt.bench.test";
-
-/// What the clients connect to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    /// Straight to the brokers (client `i` to broker `i % 2`).
-    Direct,
-    Streamgate,
-    /// streamgate with `RUST_LOG=info`: its per-connection info lines and span on (the
-    /// shipped default before the configured level became APISIX's `warn`).
-    StreamgateInfo,
-    /// streamgate with `nginx_config.worker_processes: 1` (the default is one per core).
-    StreamgateOneWorker,
-    Haproxy,
-    /// HAProxy with `nbthread 1`: the thread count of `streamgate-1w`.
-    HaproxyOneThread,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::Direct,
-        Kind::Streamgate,
-        Kind::StreamgateInfo,
-        Kind::StreamgateOneWorker,
-        Kind::Haproxy,
-        Kind::HaproxyOneThread,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Direct => "direct",
-            Kind::Streamgate => "streamgate",
-            Kind::StreamgateInfo => "streamgate-info",
-            Kind::StreamgateOneWorker => "streamgate-1w",
-            Kind::Haproxy => "haproxy",
-            Kind::HaproxyOneThread => "haproxy-1t",
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Kind::Direct => "direct to mosquitto",
-            Kind::Streamgate => "streamgate",
-            Kind::StreamgateInfo => "streamgate, RUST_LOG=info",
-            Kind::StreamgateOneWorker => "streamgate, 1 worker",
-            Kind::Haproxy => "HAProxy",
-            Kind::HaproxyOneThread => "HAProxy, nbthread 1",
-        }
-    }
-
-    /// A streamgate run other than the default one, judged against HAProxy in a column of its
-    /// own.
-    pub fn is_streamgate_variant(self) -> bool {
-        matches!(self, Kind::StreamgateInfo | Kind::StreamgateOneWorker)
-    }
-
-    pub fn parse(s: &str) -> Result<Kind> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .with_context(|| {
-                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown system {s:?} ({})", names.join(", "))
-            })
-    }
-}
 
 /// Settings of the lab.
 pub struct LabOptions {
@@ -206,7 +142,7 @@ impl Lab {
                 child: None,
                 _dir: None,
             }),
-            Kind::Streamgate | Kind::StreamgateOneWorker => {
+            Kind::Streamgate | Kind::StreamgateOneWorker | Kind::StreamgatePoll => {
                 self.streamgate(kind, self.options.streamgate_log.as_deref())
             }
             Kind::StreamgateInfo => self.streamgate(kind, Some("info")),
@@ -227,12 +163,12 @@ impl Lab {
         );
         let dir = tempfile::tempdir()?;
         std::fs::create_dir_all(dir.path().join("conf"))?;
-        let config = if kind == Kind::StreamgateOneWorker {
+        let config = if let Some(settings) = kind.nginx_settings() {
             let nginx = "\nnginx_config:\n";
             if !config.contains(nginx) {
                 bail!("the shipped config no longer has an `nginx_config` section");
             }
-            config.replace(nginx, "\nnginx_config:\n  worker_processes: 1\n")
+            config.replace(nginx, &format!("{nginx}  {settings}\n"))
         } else {
             config
         };

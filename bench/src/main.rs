@@ -5,6 +5,7 @@
 //! QoS 0 and QoS 1 publish. Every load stays on 127.0.0.0/8 and is bounded by the sizes below.
 
 mod client;
+mod kind;
 mod lab;
 mod metrics;
 mod mqtt;
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use lab::{Kind, Lab, LabOptions, System};
+use kind::Kind;
+use lab::{Lab, LabOptions, System};
 use placement::CpuList;
 use report::RunResult;
 use scenario::{idle, publish, storm};

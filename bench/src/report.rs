@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::lab::Kind;
+use crate::kind::Kind;
 use crate::metrics::{metrics, ms, Metric, Target};
 use crate::scenario::{publish::Publish, storm::Storm};
 use crate::stats::median;

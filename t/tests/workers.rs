@@ -1,8 +1,10 @@
-//! The built binary with one worker and with more workers than cores: concurrent clients each
-//! get their own upstream conversation back, whole and in order, whichever worker accepted or
-//! ran their session (hand-offs and surges included), and every half-close is forwarded.
+//! The built binary with one worker, with more workers than cores and with busy polling:
+//! concurrent clients each get their own upstream conversation back, whole and in order,
+//! whichever worker accepted or ran their session (hand-offs and surges included), and every
+//! half-close is forwarded.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sg_blackbox::mqtt::free_port_on;
@@ -14,12 +16,22 @@ const THREADS: usize = 8;
 const CONNECTIONS: usize = 40;
 
 fn start(workers: usize) -> (Gateway, SocketAddr, NamedServer) {
+    start_with(&format!("worker_processes: {workers}"), "warn")
+}
+
+/// The gateway with `nginx` lines added to its `nginx_config`, logging at `level`.
+fn start_with(nginx: &str, level: &str) -> (Gateway, SocketAddr, NamedServer) {
     let port = free_port_on("127.0.0.1");
     let admin_port = free_port();
-    let config = config_with_tcp(admin_port, &[format!("\"127.0.0.1:{port}\"")]).replace(
-        "nginx_config:\n",
-        &format!("nginx_config:\n  worker_processes: {workers}\n"),
-    );
+    let config = config_with_tcp(admin_port, &[format!("\"127.0.0.1:{port}\"")])
+        .replace(
+            "nginx_config:\n",
+            &format!("nginx_config:\n  {}\n", nginx.replace('\n', "\n  ")),
+        )
+        .replace(
+            "error_log_level: warn",
+            &format!("error_log_level: {level}"),
+        );
     let gw = Gateway::start_with(&config, admin_port).unwrap();
     let server = NamedServer::start("127.0.0.1", "up").unwrap();
     let route = json!({"upstream": {"nodes": {server.addr.to_string(): 1}}});
@@ -67,4 +79,41 @@ fn one_worker_serves_concurrent_clients() {
 fn more_workers_than_cores_serve_concurrent_clients() {
     let (_gw, listen, _server) = start(3);
     assert_eq!(wrong_conversations(listen), Vec::<String>::new());
+}
+
+#[test]
+fn busy_polling_workers_serve_concurrent_clients_and_sleep_at_normal_priority() {
+    let (gw, listen, _server) = start_with("worker_processes: 2\nbusy_polling: true", "info");
+    let log = gw.wait_log("busy polling: workers poll");
+    assert!(log.contains("busy polling: workers poll"), "{log}");
+    assert_eq!(wrong_conversations(listen), Vec::<String>::new());
+    // A worker polls at idle priority only until it finds work or goes to sleep.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let idle = loop {
+        let idle = threads_at_idle_priority(gw.pid());
+        if idle.is_empty() || Instant::now() > deadline {
+            break idle;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(idle, Vec::<String>::new());
+}
+
+/// The threads of `pid` whose scheduling policy is `SCHED_IDLE` (5).
+fn threads_at_idle_priority(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|task| {
+            let sched = std::fs::read_to_string(task.path().join("sched")).ok()?;
+            let policy = sched
+                .lines()
+                .find(|line| line.starts_with("policy"))?
+                .split(':')
+                .nth(1)?
+                .trim()
+                .to_owned();
+            (policy == "5").then(|| task.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
 }

@@ -52,6 +52,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if settings.busy_polling {
+        match workers.enable_busy_polling() {
+            Ok(()) => tracing::info!("busy polling: workers poll for events before they sleep"),
+            Err(error) => {
+                tracing::warn!(%error, "busy_polling is on, but workers will sleep without polling")
+            }
+        }
+    }
     match runtime.block_on(app::run(settings, Arc::new(workers))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(app::StartError::Usage(e)) => {

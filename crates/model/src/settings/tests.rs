@@ -140,6 +140,18 @@ fn log_level_and_access_log_follow_nginx_config() {
 }
 
 #[test]
+fn busy_polling_is_an_opt_in_switch() {
+    assert!(!Settings::parse("").unwrap().busy_polling);
+    assert!(
+        Settings::parse("nginx_config:\n  busy_polling: true\n")
+            .unwrap()
+            .busy_polling
+    );
+    let err = Settings::parse("nginx_config:\n  busy_polling: yes please\n").unwrap_err();
+    assert_eq!(err.key, "nginx_config.busy_polling");
+}
+
+#[test]
 fn worker_processes_is_auto_or_a_count() {
     assert_eq!(Settings::parse("").unwrap().workers, None);
     let auto = Settings::parse("nginx_config:\n  worker_processes: auto\n").unwrap();

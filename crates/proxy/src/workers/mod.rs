@@ -8,7 +8,8 @@
 //! session's wake-ups over all threads costs cross-thread hand-offs and leaves each wake-up
 //! fewer ready sockets to batch. Filling one thread first keeps light traffic as cheap as one
 //! thread, and a connection storm still gets every core. A session stays on the worker it
-//! started on.
+//! started on. With busy polling on, a worker watches for new events briefly before it sleeps
+//! ([`halt_poll`]).
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -20,8 +21,10 @@ use tokio::net::TcpStream;
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 
+use halt_poll::HaltPoll;
 pub use surge::{Surge, SURGE_LEASE};
 
+mod halt_poll;
 mod surge;
 
 /// How long a worker may run tasks without parking before it counts as saturated. Short: a
@@ -61,11 +64,12 @@ impl Load {
     }
 }
 
-/// A worker thread's runtime and its load.
+/// A worker thread's runtime, its load and its halt polling.
 #[derive(Clone)]
 pub struct Worker {
     handle: Handle,
     load: Arc<Load>,
+    halt: Arc<HaltPoll>,
 }
 
 impl Worker {
@@ -120,10 +124,12 @@ impl Workers {
         let epoch = Instant::now();
         let stop = CancellationToken::new();
         let home_load = Load::new(epoch);
-        let home = runtime(&home_load)?;
+        let home_halt = Arc::new(HaltPoll::new());
+        let home = runtime(&home_load, &home_halt)?;
         let mut workers = vec![Worker {
             handle: home.handle().clone(),
             load: home_load,
+            halt: home_halt,
         }];
         for index in 1..count {
             workers.push(spawn_worker(index, epoch, stop.clone())?);
@@ -177,6 +183,20 @@ impl Workers {
         self.workers.iter().skip(1)
     }
 
+    /// Makes every worker poll for new events for a few microseconds before it sleeps
+    /// (`nginx_config.busy_polling`, see [`halt_poll`]). On error no worker polls.
+    pub fn enable_busy_polling(&self) -> io::Result<()> {
+        let attached: io::Result<Vec<_>> = self
+            .workers
+            .iter()
+            .map(|worker| worker.halt.attach(&worker.handle))
+            .collect();
+        if attached.is_err() {
+            self.workers.iter().for_each(|worker| worker.halt.detach());
+        }
+        attached.map(drop)
+    }
+
     /// The surge state: while one lasts, the other workers accept too.
     pub fn surge(&self) -> &Surge {
         &self.surge
@@ -204,17 +224,21 @@ fn choose(streaks: impl Iterator<Item = u64>, saturated: u64) -> usize {
     best.0
 }
 
-/// A single-threaded runtime whose park hooks keep `load`.
-fn runtime(load: &Arc<Load>) -> io::Result<Runtime> {
-    let parked = load.clone();
-    let unparked = load.clone();
+/// A single-threaded runtime whose park hooks keep `load` and run `halt`.
+fn runtime(load: &Arc<Load>, halt: &Arc<HaltPoll>) -> io::Result<Runtime> {
+    let (parked, unparked) = (load.clone(), load.clone());
+    let (before_park, after_unpark) = (halt.clone(), halt.clone());
     unparked
         .busy_since
         .store(stamp(unparked.epoch), Ordering::Relaxed);
     Builder::new_current_thread()
         .enable_all()
-        .on_thread_park(move || parked.busy_since.store(PARKED, Ordering::Relaxed))
+        .on_thread_park(move || {
+            parked.busy_since.store(PARKED, Ordering::Relaxed);
+            before_park.before_park();
+        })
         .on_thread_unpark(move || {
+            after_unpark.after_unpark();
             unparked
                 .busy_since
                 .store(stamp(unparked.epoch), Ordering::Relaxed)
@@ -225,7 +249,8 @@ fn runtime(load: &Arc<Load>) -> io::Result<Runtime> {
 /// Starts a worker thread that drives its runtime until `stop`.
 fn spawn_worker(index: usize, epoch: Instant, stop: CancellationToken) -> io::Result<Worker> {
     let load = Load::new(epoch);
-    let runtime = runtime(&load)?;
+    let halt = Arc::new(HaltPoll::new());
+    let runtime = runtime(&load, &halt)?;
     let handle = runtime.handle().clone();
     std::thread::Builder::new()
         .name(format!("streamgate-worker-{index}"))
@@ -234,7 +259,7 @@ fn spawn_worker(index: usize, epoch: Instant, stop: CancellationToken) -> io::Re
             // Sessions still open are cut, as at the end of the home runtime.
             runtime.shutdown_background();
         })?;
-    Ok(Worker { handle, load })
+    Ok(Worker { handle, load, halt })
 }
 
 #[cfg(test)]
