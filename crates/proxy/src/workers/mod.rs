@@ -9,7 +9,7 @@
 //! fewer ready sockets to batch. Filling one thread first keeps light traffic as cheap as one
 //! thread, and a connection storm still gets every core. A session stays on the worker it
 //! started on. With busy polling on, a worker watches for new events briefly before it sleeps
-//! ([`halt_poll`]).
+//! (`halt_poll`).
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -184,7 +184,7 @@ impl Workers {
     }
 
     /// Makes every worker poll for new events for a few microseconds before it sleeps
-    /// (`nginx_config.busy_polling`, see [`halt_poll`]). On error no worker polls.
+    /// (`nginx_config.busy_polling`, see `halt_poll`). On error no worker polls.
     pub fn enable_busy_polling(&self) -> io::Result<()> {
         let attached: io::Result<Vec<_>> = self
             .workers
