@@ -173,7 +173,8 @@ impl Lab {
             config
         };
         std::fs::write(dir.path().join("conf/config.yaml"), config)?;
-        let log = std::fs::File::create(dir.path().join("streamgate.log"))?;
+        let log_path = dir.path().join("streamgate.log");
+        let log = std::fs::File::create(&log_path)?;
         let mut command = command_on(self.options.proxy_cpus.as_ref(), sg_blackbox::binary());
         command
             .args(["-c", "conf/config.yaml"])
@@ -197,7 +198,10 @@ impl Lab {
             _dir: Some(dir),
         };
         let admin = Admin::new(admin_port);
-        admin.wait_ready()?;
+        admin.wait_ready().with_context(|| {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            format!("streamgate's log:\n{log}")
+        })?;
         admin.put(
             "ssls/1",
             json!({"cert": self.pair.cert, "key": self.pair.key, "snis": [SNI]}),
