@@ -85,9 +85,19 @@ impl HaltPoll {
         }
         let start = Instant::now();
         let window = Duration::from_nanos(self.window.load(Ordering::Relaxed));
-        if !window.is_zero() && poll(epoll, start + window) {
-            self.idle_since.store(0, Ordering::Relaxed);
-            return;
+        if !window.is_zero() {
+            match poll(epoll, start + window) {
+                Ok(true) => {
+                    self.idle_since.store(0, Ordering::Relaxed);
+                    return;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    // Should the limits change under a running process: never poll again.
+                    tracing::warn!(%error, "worker stops polling before it sleeps");
+                    self.detach();
+                }
+            }
         }
         let since = u64::try_from((start - self.epoch).as_nanos()).unwrap_or(u64::MAX);
         self.idle_since.store(since.max(1), Ordering::Relaxed);
@@ -125,10 +135,10 @@ fn adapt(window: Duration, idle: Duration) -> Duration {
 }
 
 /// Looks at `epoll` at idle priority until it has an event (true), `deadline` passes or another
-/// thread takes the core (false).
-fn poll(epoll: RawFd, deadline: Instant) -> bool {
+/// thread takes the core (false). An error: the thread could not return to normal priority.
+fn poll(epoll: RawFd, deadline: Instant) -> io::Result<bool> {
     if set_idle_priority(true).is_err() {
-        return false;
+        return Ok(false);
     }
     let mut last = Instant::now();
     let found = loop {
@@ -142,13 +152,12 @@ fn poll(epoll: RawFd, deadline: Instant) -> bool {
         last = now;
         std::hint::spin_loop();
     };
-    // Work found: it runs at normal priority. A failure leaves nothing to undo.
-    let _ = set_idle_priority(false);
-    found
+    set_idle_priority(false)?;
+    Ok(found)
 }
 
-/// Whether `epoll` has an event waiting (an invalid descriptor counts as ready, so that the
-/// worker goes on to the driver, which reports it).
+/// Whether `epoll` has an event waiting (an error or an invalid descriptor counts as ready, so
+/// that the worker goes on to the driver, which reports it).
 fn ready(epoll: RawFd) -> bool {
     let mut entry = libc::pollfd {
         fd: epoll,
@@ -278,9 +287,9 @@ mod tests {
         });
         // Registered, nothing pending: the poll runs to its deadline.
         let start = Instant::now();
-        assert!(!poll(epoll, start + MAX_WINDOW));
+        assert!(!poll(epoll, start + MAX_WINDOW).unwrap());
         let _client = std::net::TcpStream::connect(address).unwrap();
-        assert!(poll(epoll, Instant::now() + Duration::from_secs(5)));
+        assert!(poll(epoll, Instant::now() + Duration::from_secs(5)).unwrap());
         drop(listener);
     }
 
