@@ -54,15 +54,8 @@ impl HaltPoll {
     }
 
     /// Finds `runtime`'s epoll descriptor, which tokio does not expose: the one whose interest
-    /// list holds a socket just registered with `runtime`. Without it, or where a thread may
-    /// not return from idle priority, polling stays off.
+    /// list holds a socket just registered with `runtime`. Without it, polling stays off.
     pub fn attach(&self, runtime: &Handle) -> io::Result<()> {
-        if !may_leave_idle_priority() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "a thread may not return from idle priority (RLIMIT_NICE, CAP_SYS_NICE)",
-            ));
-        }
         let _entered = runtime.enter();
         let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
         probe.set_nonblocking(true)?;
@@ -189,13 +182,19 @@ fn set_idle_priority(idle: bool) -> io::Result<()> {
     }
 }
 
-/// Whether a thread may go to idle priority and back: leaving `SCHED_IDLE` takes an
-/// `RLIMIT_NICE` that allows the thread's nice value, or `CAP_SYS_NICE`. Tried on a thread of
-/// its own, which ends either way.
-fn may_leave_idle_priority() -> bool {
-    std::thread::spawn(|| set_idle_priority(true).is_ok() && set_idle_priority(false).is_ok())
+/// Fails unless a thread may go to idle priority and back: leaving `SCHED_IDLE` takes an
+/// `RLIMIT_NICE` that allows the thread's nice value, or `CAP_SYS_NICE`. Tried once, on a thread
+/// of its own, which ends either way; a worker must not poll without it.
+pub fn check_priority_round_trip() -> io::Result<()> {
+    std::thread::spawn(|| set_idle_priority(true).and_then(|()| set_idle_priority(false)))
         .join()
-        .unwrap_or(false)
+        .unwrap_or_else(|_| Err(io::Error::other("the priority check's thread panicked")))
+        .map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("a thread may not return from idle priority (RLIMIT_NICE, CAP_SYS_NICE): {error}"),
+            )
+        })
 }
 
 /// The epoll descriptor of this process whose interest list holds `registered`

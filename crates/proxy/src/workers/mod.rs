@@ -186,15 +186,15 @@ impl Workers {
     /// Makes every worker poll for new events for a few microseconds before it sleeps
     /// (`nginx_config.busy_polling`, see `halt_poll`). On error no worker polls.
     pub fn enable_busy_polling(&self) -> io::Result<()> {
-        let attached: io::Result<Vec<_>> = self
+        halt_poll::check_priority_round_trip()?;
+        let attached = self
             .workers
             .iter()
-            .map(|worker| worker.halt.attach(&worker.handle))
-            .collect();
+            .try_for_each(|worker| worker.halt.attach(&worker.handle));
         if attached.is_err() {
             self.workers.iter().for_each(|worker| worker.halt.detach());
         }
-        attached.map(drop)
+        attached
     }
 
     /// The surge state: while one lasts, the other workers accept too.
