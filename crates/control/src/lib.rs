@@ -1,6 +1,7 @@
 //! APISIX's control API, on `apisix.control` (127.0.0.1:9090 by default): the health of the
 //! nodes of every upstream with `checks`, as `GET /v1/healthcheck` and
-//! `GET /v1/healthcheck/{upstreams|stream_routes}/<id>` answer under APISIX.
+//! `GET /v1/healthcheck/{upstreams|stream_routes}/<id>` answer under APISIX, and streamgate's
+//! `GET /v1/config/errors`: the stored objects the data plane could not use.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -30,6 +31,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/v1/healthcheck", get(all_checkers))
         .route("/v1/healthcheck/{src_type}", get(missing_id))
         .route("/v1/healthcheck/{src_type}/{src_id}", get(one_checker))
+        .route("/v1/config/errors", get(config_errors))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "404 Route Not Found") })
         .with_state(state)
 }
@@ -105,6 +107,27 @@ async fn all_checkers(State(state): State<ControlState>) -> Response<Body> {
         .map(|health| checker_info(&state.prefix, health))
         .collect();
     reply(StatusCode::OK, &Value::Array(infos))
+}
+
+/// The stored objects the data plane leaves out (or whose upstream it cannot use), and why.
+async fn config_errors(State(state): State<ControlState>) -> Response<Body> {
+    let snapshot = state.snapshots.load();
+    let errors: Vec<Value> = snapshot
+        .errors()
+        .iter()
+        .map(|e| {
+            json!({
+                "key": format!("{}/{}/{}", state.prefix, e.kind.dir(), e.id),
+                "resource": e.kind.dir(),
+                "id": e.id,
+                "reason": e.reason,
+            })
+        })
+        .collect();
+    reply(
+        StatusCode::OK,
+        &json!({"revision": snapshot.revision, "total": errors.len(), "errors": errors}),
+    )
 }
 
 async fn missing_id(Path(src_type): Path<String>) -> Response<Body> {

@@ -36,6 +36,12 @@ async fn harness() -> Harness {
             json!({"upstream": {"nodes": {"127.0.0.2:1883": 1},
             "checks": {"active": {"host": "probe.local"}}}}),
         ),
+        // As etcdctl could write it: no Admin API check ran.
+        (
+            "upstreams",
+            "bad",
+            json!({"nodes": {"127.0.0.1:1883": "heavy"}}),
+        ),
     ];
     for (dir, id, value) in objects {
         store.put(dir, id, value, None).await.unwrap();
@@ -125,4 +131,22 @@ async fn answers_one_checker_or_apisix_errors() {
         assert_eq!(status.as_u16(), code, "{uri}");
         assert_eq!(body, json!({"error_msg": msg}), "{uri}");
     }
+}
+
+#[tokio::test]
+async fn lists_the_objects_left_out() {
+    let h = harness().await;
+    let (status, body) = get(&h, "/v1/config/errors").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["total"], 1);
+    let error = &body["errors"][0];
+    assert_eq!(error["key"], "/apisix/upstreams/bad");
+    assert_eq!(error["resource"], "upstreams");
+    let reason = error["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("nodes: node 127.0.0.1:1883: weight: "),
+        "{reason}"
+    );
+    // Everything else was compiled.
+    assert_eq!(h.state.snapshots.load().upstreams().count(), 3);
 }

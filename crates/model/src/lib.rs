@@ -11,5 +11,5 @@ pub mod schema;
 pub mod settings;
 
 pub use keyring::Keyring;
-pub use resource::Kind;
+pub use resource::{decode, Kind};
 pub use settings::Settings;

@@ -1,14 +1,17 @@
-//! Follows the store's watch and republishes a freshly compiled `Snapshot` after every change.
+//! Follows the store's watch and publishes a new `Snapshot` after every change (a burst of
+//! changes at once), recompiling only what changed; a supervisor keeps it running.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use serde_json::Value;
 use sg_model::{Keyring, Kind};
 use sg_store::{ConfigStore, Event, StoreError};
 use tokio::sync::{broadcast, watch};
 
+use crate::compilation::{Change, Compilation};
 use crate::deferred::DeferredListeners;
-use crate::snapshot::{ObjectSet, Snapshot};
+use crate::snapshot::Snapshot;
 
 /// Where the current snapshot is published, and a signal of each publication.
 #[derive(Clone)]
@@ -42,25 +45,50 @@ impl SnapshotHandle {
     }
 }
 
-async fn load_all(store: &dyn ConfigStore) -> Result<(u64, ObjectSet), StoreError> {
+async fn load_all(
+    store: &dyn ConfigStore,
+) -> Result<(u64, Vec<(Kind, String, Value)>), StoreError> {
     let revision = store.revision();
-    let mut objects = ObjectSet::default();
+    let mut objects = Vec::new();
     for kind in Kind::ALL {
         for entry in store.list(kind.dir()).await? {
-            objects.insert(kind, entry.id, entry.value);
+            objects.push((kind, entry.id, entry.value));
         }
     }
     Ok((revision, objects))
 }
 
+/// Where the compiler publishes.
+struct Publisher {
+    current: Arc<ArcSwap<Snapshot>>,
+    published: watch::Sender<u64>,
+    deferred: Arc<DeferredListeners>,
+}
+
+impl Publisher {
+    fn publish(&self, next: Snapshot) {
+        let revision = next.revision;
+        // Before publishing: a route whose server speaks first must not meet a listener that
+        // waits for the client.
+        self.deferred.apply(next.routes.clients_speak_first());
+        self.current.store(Arc::new(next));
+        self.published.send_replace(revision);
+        tracing::debug!(revision, "published a new snapshot");
+    }
+}
+
 /// Loads the store, publishes the first snapshot, and spawns the task that keeps it current.
+/// Objects the compiler cannot use are left out and listed in the snapshot's errors; start-up
+/// fails only when the store itself cannot be read.
 pub async fn run_compiler(
     store: Arc<dyn ConfigStore>,
     keyring: Keyring,
 ) -> Result<SnapshotHandle, StoreError> {
-    let mut events = store.watch();
-    let (revision, mut objects) = load_all(store.as_ref()).await?;
-    let first = Snapshot::compile(revision, &objects, None, &keyring);
+    let events = store.watch();
+    let (revision, objects) = load_all(store.as_ref()).await?;
+    let mut compilation = Compilation::new(keyring.clone());
+    compilation.reload(objects);
+    let first = compilation.snapshot(revision);
     let deferred = Arc::new(DeferredListeners::new(first.routes.clients_speak_first()));
     let current = Arc::new(ArcSwap::from_pointee(first));
     let (publish, published) = watch::channel(revision);
@@ -69,58 +97,112 @@ pub async fn run_compiler(
         published,
         deferred: deferred.clone(),
     };
-    tokio::spawn(async move {
-        loop {
-            let received = events.recv().await;
-            let revision = match received {
-                Ok(Event::Reset { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if let Err(broadcast::error::RecvError::Lagged(missed)) = received {
-                        tracing::warn!(missed, "config watch lagged, reloading the whole store");
-                    }
-                    match load_all(store.as_ref()).await {
-                        Ok((revision, all)) => {
-                            objects = all;
-                            revision
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot reload the store; keeping the current snapshot");
-                            continue;
-                        }
-                    }
-                }
-                Ok(event) => {
-                    apply(&mut objects, &event);
-                    event.revision()
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            let previous = current.load();
-            let next = Snapshot::compile(revision, &objects, Some(&previous), &keyring);
-            // Before publishing: a route whose server speaks first must not meet a listener
-            // that waits for the client.
-            deferred.apply(next.routes.clients_speak_first());
-            current.store(Arc::new(next));
-            publish.send_replace(revision);
-            tracing::debug!(revision, "published a new snapshot");
-        }
+    let publisher = Arc::new(Publisher {
+        current,
+        published: publish,
+        deferred,
     });
+    tokio::spawn(supervise(store, keyring, publisher, compilation, events));
     Ok(handle)
 }
 
-fn apply(objects: &mut ObjectSet, event: &Event) {
+/// Keeps a compiler following the store: if one ever stops short (a panic no object's guard
+/// caught), a new one starts from a full reload, and the last snapshot stays in force meanwhile.
+async fn supervise(
+    store: Arc<dyn ConfigStore>,
+    keyring: Keyring,
+    publisher: Arc<Publisher>,
+    compilation: Compilation,
+    events: broadcast::Receiver<Event>,
+) {
+    let mut task = tokio::spawn(follow(
+        store.clone(),
+        publisher.clone(),
+        compilation,
+        events,
+        false,
+    ));
+    loop {
+        match task.await {
+            // The store's watch closed: nothing more will change.
+            Ok(()) => return,
+            Err(error) => {
+                tracing::error!(%error, "the configuration compiler stopped; restarting it from a full reload");
+            }
+        }
+        let events = store.watch();
+        task = tokio::spawn(follow(
+            store.clone(),
+            publisher.clone(),
+            Compilation::new(keyring.clone()),
+            events,
+            true,
+        ));
+    }
+}
+
+/// Applies the store's changes as they come: a burst of them is compiled and published once.
+async fn follow(
+    store: Arc<dyn ConfigStore>,
+    publisher: Arc<Publisher>,
+    mut compilation: Compilation,
+    mut events: broadcast::Receiver<Event>,
+    mut reload: bool,
+) {
+    loop {
+        let mut revision = 0;
+        let mut changes = Vec::new();
+        if !reload {
+            match events.recv().await {
+                Ok(event) => collect(event, &mut changes, &mut revision, &mut reload),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "config watch lagged, reloading the whole store");
+                    reload = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+            loop {
+                match events.try_recv() {
+                    Ok(event) => collect(event, &mut changes, &mut revision, &mut reload),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => reload = true,
+                    Err(_) => break,
+                }
+            }
+        }
+        if reload {
+            match load_all(store.as_ref()).await {
+                Ok((at, objects)) => {
+                    compilation.reload(objects);
+                    revision = revision.max(at);
+                    reload = false;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reload the store; keeping the current snapshot");
+                    continue;
+                }
+            }
+        } else {
+            compilation.apply(changes);
+        }
+        publisher.publish(compilation.snapshot(revision));
+    }
+}
+
+/// Adds one watch event to a batch.
+fn collect(event: Event, changes: &mut Vec<Change>, revision: &mut u64, reload: &mut bool) {
+    *revision = (*revision).max(event.revision());
     match event {
         Event::Put { dir, entry } => {
-            if let Some(kind) = Kind::from_dir(dir) {
-                objects.insert(kind, entry.id.clone(), entry.value.clone());
+            if let Some(kind) = Kind::from_dir(&dir) {
+                changes.push(Change::Put(kind, entry.id, entry.value));
             }
         }
         Event::Delete { dir, id, .. } => {
-            if let Some(kind) = Kind::from_dir(dir) {
-                objects.remove(kind, id);
+            if let Some(kind) = Kind::from_dir(&dir) {
+                changes.push(Change::Delete(kind, id));
             }
         }
-        // Handled by the caller with a full reload.
-        Event::Reset { .. } => {}
+        Event::Reset { .. } => *reload = true,
     }
 }
 

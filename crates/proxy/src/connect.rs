@@ -231,7 +231,7 @@ mod tests {
         let conf = json!({"nodes": {addr.to_string(): 1}, "timeout": {"connect": 30}});
         let up = Upstream::compile(
             "upstreams/1".into(),
-            &conf,
+            &sg_model::decode(&conf).unwrap(),
             None,
             &TlsTable::default(),
             &Keyring::default(),

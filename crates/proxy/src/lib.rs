@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod compilation;
 pub mod compiler;
 pub mod connect;
 pub mod copy;
@@ -25,7 +26,8 @@ pub mod vars;
 pub mod waiting;
 pub mod workers;
 
+pub use compilation::{Compilation, ConfigError};
 pub use compiler::{run_compiler, SnapshotHandle};
 pub use listener::Dataplane;
 pub use session::Gateway;
-pub use snapshot::{ObjectSet, Snapshot};
+pub use snapshot::Snapshot;

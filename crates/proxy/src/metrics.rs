@@ -28,6 +28,12 @@ pub struct NodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    /// The collection: `stream_routes`, `upstreams` or `ssls`.
+    pub resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -45,6 +51,9 @@ pub struct Metrics {
     pub refused: Family<ReasonLabels, Counter>,
     /// 1 while a checked node is healthy, 0 while it is not.
     pub node_healthy: Family<NodeLabels, Gauge>,
+    /// Stored objects the compiler left out (or could not connect to an upstream), each time
+    /// one is compiled.
+    pub config_rejected: Family<ResourceLabels, Counter>,
     registry: Registry,
 }
 
@@ -61,6 +70,7 @@ impl Metrics {
             tls_handshake_failures: Family::default(),
             refused: Family::default(),
             node_healthy: Family::default(),
+            config_rejected: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -108,6 +118,11 @@ impl Metrics {
             "upstream_node_healthy",
             "Health of the nodes of upstreams with checks (1 healthy, 0 unhealthy)",
             metrics.node_healthy.clone(),
+        );
+        streamgate.register(
+            "config_rejected",
+            "Stored objects the compiler could not use, per resource",
+            metrics.config_rejected.clone(),
         );
         Metrics {
             registry,

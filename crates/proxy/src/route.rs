@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use serde_json::Value;
-use sg_model::check::parse_ip_or_cidr;
+use sg_model::resource::StreamRoute;
 
 use crate::metrics::RouteMetrics;
 use crate::plugin::{self, Reads, StreamPlugin};
@@ -41,52 +40,28 @@ impl std::fmt::Debug for dyn StreamPlugin {
     }
 }
 
-fn addr_condition(conf: &Value, field: &str) -> Result<Option<IpNet>, String> {
-    match conf.get(field).and_then(Value::as_str) {
-        None => Ok(None),
-        Some(text) => parse_ip_or_cidr(text)
-            .map(|net| Some(net.trunc()))
-            .ok_or_else(|| format!("invalid {field}: {text}")),
-    }
-}
-
 impl Route {
     /// Compiles a stream route whose upstream has already been resolved.
-    pub fn compile(
-        id: &str,
-        conf: &Value,
-        upstream: Option<Arc<Upstream>>,
-    ) -> Result<Route, String> {
-        let plugins = match conf.get("plugins").and_then(Value::as_object) {
-            Some(plugins) => {
-                plugin::compile(id, conf.get("name").and_then(Value::as_str), plugins)?
-            }
-            None => Vec::new(),
-        };
+    pub fn compile(id: &str, conf: &StreamRoute, upstream: Option<Arc<Upstream>>) -> Route {
+        let plugins = plugin::compile(id, conf.name.as_deref(), &conf.plugins);
         let waits_for_client = plugins
             .iter()
             .map(|plugin| plugin.reads())
             .find(|reads| *reads != Reads::Nothing)
             == Some(Reads::ClientBytes);
         let server_answers = plugins.iter().any(|plugin| plugin.server_answers());
-        Ok(Route {
+        Route {
             id: id.to_owned(),
-            remote_addr: addr_condition(conf, "remote_addr")?,
-            server_addr: addr_condition(conf, "server_addr")?,
-            server_port: conf
-                .get("server_port")
-                .and_then(Value::as_u64)
-                .and_then(|p| u16::try_from(p).ok()),
-            sni: conf
-                .get("sni")
-                .and_then(Value::as_str)
-                .map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
+            remote_addr: conf.remote_addr.map(|net| net.0),
+            server_addr: conf.server_addr.map(|net| net.0),
+            server_port: conf.server_port.map(|port| port.0),
+            sni: conf.sni.clone(),
             upstream,
             metrics: RouteMetrics::for_route(id),
             plugins,
             waits_for_client,
             server_answers,
-        })
+        }
     }
 
     /// Whether every address condition present holds for this connection.
@@ -128,11 +103,9 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Orders compiled routes (given in store order) for matching.
-    pub fn new(routes: Vec<Route>) -> RouteTable {
-        let (mut with_sni, without_sni): (Vec<_>, Vec<_>) = routes
-            .into_iter()
-            .map(Arc::new)
-            .partition(|r| r.sni.is_some());
+    pub fn new(routes: Vec<Arc<Route>>) -> RouteTable {
+        let (mut with_sni, without_sni): (Vec<_>, Vec<_>) =
+            routes.into_iter().partition(|r| r.sni.is_some());
         // Stable: routes sharing a pattern keep store order.
         with_sni.sort_by_key(|r| std::cmp::Reverse(sni_rank(r.sni.as_deref().unwrap_or_default())));
         let mut all = with_sni.iter().chain(&without_sni).peekable();

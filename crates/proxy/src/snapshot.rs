@@ -1,42 +1,12 @@
-//! The immutable, compiled view of the configuration that connections read, and the object set
-//! it is compiled from.
+//! The immutable, compiled view of the configuration that connections read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-use sg_model::{Keyring, Kind};
-
-use crate::route::{Route, RouteTable};
+use crate::compilation::ConfigError;
+use crate::route::RouteTable;
 use crate::tls::TlsTable;
 use crate::upstream::Upstream;
-
-/// Every stored object by kind and id, in store (id) order.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObjectSet {
-    objects: BTreeMap<Kind, BTreeMap<String, Value>>,
-}
-
-impl ObjectSet {
-    pub fn insert(&mut self, kind: Kind, id: String, value: Value) {
-        self.objects.entry(kind).or_default().insert(id, value);
-    }
-
-    pub fn remove(&mut self, kind: Kind, id: &str) {
-        if let Some(objects) = self.objects.get_mut(&kind) {
-            objects.remove(id);
-        }
-    }
-
-    /// The objects of one kind, ordered by id.
-    pub fn of(&self, kind: Kind) -> impl Iterator<Item = (&str, &Value)> {
-        self.objects
-            .get(&kind)
-            .into_iter()
-            .flatten()
-            .map(|(id, value)| (id.as_str(), value))
-    }
-}
 
 /// One published configuration: what every new connection sees.
 #[derive(Debug, Default)]
@@ -45,74 +15,38 @@ pub struct Snapshot {
     pub revision: u64,
     pub routes: RouteTable,
     /// Server SSL objects by SNI and client SSL objects by id.
-    pub tls: TlsTable,
-    /// Compiled upstreams by key (`upstreams/<id>`, `stream_routes/<id>` for inline ones), kept
-    /// so the next compilation can carry balancer state over.
+    pub tls: Arc<TlsTable>,
+    /// Compiled upstreams by key (`upstreams/<id>`, `stream_routes/<id>` for inline ones).
     upstreams: HashMap<String, Arc<Upstream>>,
+    /// Stored objects the data plane leaves out or cannot connect, by kind and id.
+    errors: Vec<ConfigError>,
 }
 
 impl Snapshot {
-    /// Compiles the full object set. Objects that cannot be compiled are logged and left out;
-    /// `previous` lends its balancer state (least_conn counts) to unchanged nodes.
-    pub fn compile(
+    pub fn new(
         revision: u64,
-        objects: &ObjectSet,
-        previous: Option<&Snapshot>,
-        keyring: &Keyring,
+        routes: RouteTable,
+        tls: Arc<TlsTable>,
+        upstreams: HashMap<String, Arc<Upstream>>,
+        errors: Vec<ConfigError>,
     ) -> Snapshot {
-        let tls = TlsTable::compile(objects.of(Kind::Ssl), keyring, previous.map(|p| &p.tls));
-        let mut upstreams = HashMap::new();
-        let mut compile_upstream = |key: String, conf: &Value| -> Option<Arc<Upstream>> {
-            let before = previous
-                .and_then(|p| p.upstreams.get(&key))
-                .map(Arc::as_ref);
-            match Upstream::compile(key.clone(), conf, before, &tls, keyring) {
-                Ok(upstream) => {
-                    let upstream = Arc::new(upstream);
-                    upstreams.insert(key, upstream.clone());
-                    Some(upstream)
-                }
-                Err(reason) => {
-                    tracing::warn!(upstream = %key, %reason, "upstream left out of the snapshot");
-                    None
-                }
-            }
-        };
-        let by_id: HashMap<&str, Option<Arc<Upstream>>> = objects
-            .of(Kind::Upstream)
-            .map(|(id, conf)| (id, compile_upstream(format!("upstreams/{id}"), conf)))
-            .collect();
-        let mut routes = Vec::new();
-        for (id, conf) in objects.of(Kind::StreamRoute) {
-            let upstream = match (conf.get("upstream_id"), conf.get("upstream")) {
-                (Some(up_id), _) => {
-                    let up_id = match up_id {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    by_id.get(up_id.as_str()).cloned().flatten()
-                }
-                (None, Some(inline)) => compile_upstream(format!("stream_routes/{id}"), inline),
-                (None, None) => None,
-            };
-            match Route::compile(id, conf, upstream) {
-                Ok(route) => routes.push(route),
-                Err(reason) => {
-                    tracing::warn!(route = %id, %reason, "stream route left out of the snapshot")
-                }
-            }
-        }
         Snapshot {
             revision,
-            routes: RouteTable::new(routes),
+            routes,
             tls,
             upstreams,
+            errors,
         }
     }
 
     /// Every compiled upstream (named and inline), in no particular order.
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         self.upstreams.values()
+    }
+
+    /// The stored objects the compiler could not use, and why.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.errors
     }
 
     /// Every (upstream key, node `host:port`) the snapshot can send sessions to.

@@ -1,13 +1,12 @@
-//! Compiled upstreams: nodes, balancer, hash key, timeouts and retry policy, built once per
-//! snapshot from the stored JSON.
+//! Compiled upstreams: nodes, balancer, hash key, timeouts and retry policy, built from a typed
+//! upstream when it changes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ClientConfig;
-use serde_json::Value;
 use sg_balancer::{Algorithm, Balancer, NodeSpec};
-use sg_model::check::split_host_port;
+use sg_model::resource::{self, Balancing, HashOn, Seconds, MAX_DURATION};
 use sg_model::Keyring;
 use tokio::sync::Semaphore;
 
@@ -61,103 +60,37 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-fn seconds(value: Option<&Value>) -> Option<Duration> {
-    value
-        .and_then(Value::as_f64)
-        .filter(|s| *s > 0.0 && s.is_finite())
-        .map(Duration::from_secs_f64)
-}
-
-/// Reads the nodes in either APISIX form (`{"host:port": weight}` or a list of objects).
-fn nodes(conf: &Value) -> Result<Vec<NodeSpec>, String> {
-    let weight = |v: &Value| v.as_u64().and_then(|w| u32::try_from(w).ok());
-    match conf.get("nodes") {
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(addr, w)| {
-                let (host, port) = split_host_port(addr);
-                let port = port
-                    .and_then(|p| p.parse().ok())
-                    .ok_or_else(|| format!("node {addr} has no valid port"))?;
-                Ok(NodeSpec {
-                    host: bracket(host),
-                    port,
-                    weight: weight(w)
-                        .ok_or_else(|| format!("node {addr} has an invalid weight"))?,
-                    priority: 0,
-                })
-            })
-            .collect(),
-        Some(Value::Array(list)) => list
-            .iter()
-            // A draining node takes no new sessions and loses its established ones (paced).
-            .filter(|node| {
-                node.pointer("/metadata/draining").and_then(Value::as_bool) != Some(true)
-            })
-            .map(|node| {
-                let host = node.get("host").and_then(Value::as_str).unwrap_or_default();
-                let port = node
-                    .get("port")
-                    .and_then(Value::as_u64)
-                    .and_then(|p| u16::try_from(p).ok())
-                    .ok_or_else(|| format!("node {host} has no valid port"))?;
-                Ok(NodeSpec {
-                    host: bracket(host.trim_start_matches('[').trim_end_matches(']')),
-                    port,
-                    weight: node.get("weight").and_then(weight).unwrap_or(0),
-                    priority: node
-                        .get("priority")
-                        .and_then(Value::as_i64)
-                        .and_then(|p| i32::try_from(p).ok())
-                        .unwrap_or(0),
-                })
-            })
-            .collect(),
-        _ => Err("no nodes (service discovery is not supported)".to_owned()),
-    }
-}
-
-/// IPv6 hosts are kept bracketed, as APISIX does, so `host:port` strings are unambiguous.
-fn bracket(host: &str) -> String {
-    if host.parse::<std::net::Ipv6Addr>().is_ok() {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    }
-}
-
 /// The upstream's TLS client configuration when its scheme is `tls`.
 fn tls_config(
-    conf: &Value,
+    conf: &resource::Upstream,
     ssls: &TlsTable,
     keyring: &Keyring,
 ) -> Result<Option<Arc<ClientConfig>>, String> {
-    if conf.get("scheme").and_then(Value::as_str) != Some("tls") {
+    if !conf.is_tls() {
         return Ok(None);
     }
-    let tls = conf.get("tls");
-    let verify = tls
-        .and_then(|t| t.get("verify"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let cert = match tls {
-        Some(tls) if tls.get("client_cert_id").is_some() => {
-            let id = match &tls["client_cert_id"] {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let cert = ssls
-                .client_cert(&id)
-                .ok_or_else(|| format!("failed to fetch upstream ssl object by id [{id}]"))?;
-            Some(cert)
-        }
-        Some(tls) if tls.get("client_cert").is_some() => {
-            let conf = serde_json::json!({"cert": tls["client_cert"], "key": tls["client_key"]});
-            server::chains(&conf, keyring)?.into_iter().next()
+    let tls = conf.tls.clone().unwrap_or_default();
+    let cert = match (&tls.client_cert_id, &tls.client_cert, &tls.client_key) {
+        (Some(id), _, _) => Some(
+            ssls.client_cert(&id.0)
+                .ok_or_else(|| format!("failed to fetch upstream ssl object by id [{}]", id.0))?,
+        ),
+        (None, Some(cert), Some(key)) => {
+            server::chains([(Some(cert.as_str()), Some(key.as_str()))], keyring)?
+                .into_iter()
+                .next()
         }
         _ => None,
     };
-    client::config(verify, cert).map(Some)
+    client::config(tls.verify, cert).map(Some)
+}
+
+/// A configured duration, with a warning when the stored value was longer than the cap.
+fn capped(key: &str, field: &str, seconds: Seconds) -> Duration {
+    if seconds.capped() {
+        tracing::warn!(upstream = %key, field, cap = ?MAX_DURATION, "value capped");
+    }
+    seconds.get()
 }
 
 impl Upstream {
@@ -165,47 +98,53 @@ impl Upstream {
     /// `ssls` holds the client certificates `tls.client_cert_id` may name.
     pub fn compile(
         key: String,
-        conf: &Value,
+        conf: &resource::Upstream,
         previous: Option<&Upstream>,
         ssls: &TlsTable,
         keyring: &Keyring,
     ) -> Result<Upstream, String> {
-        let nodes = nodes(conf)?;
-        let algorithm = match conf
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("roundrobin")
-        {
-            "roundrobin" => Algorithm::RoundRobin,
-            "chash" => Algorithm::Chash,
-            "least_conn" => Algorithm::LeastConn,
-            other => return Err(format!("unsupported balancer type {other}")),
+        let nodes: Vec<NodeSpec> = conf
+            .nodes
+            .as_ref()
+            .ok_or("no nodes (service discovery is not supported)")?
+            .iter()
+            // A draining node takes no new sessions and loses its established ones (paced).
+            .filter(|node| !node.draining)
+            .map(|node| NodeSpec {
+                host: node.host.clone(),
+                port: node.port,
+                weight: node.weight,
+                priority: node.priority,
+            })
+            .collect();
+        let algorithm = match &conf.balancing {
+            Balancing::RoundRobin => Algorithm::RoundRobin,
+            Balancing::Chash => Algorithm::Chash,
+            Balancing::LeastConn => Algorithm::LeastConn,
+            Balancing::Other(other) => return Err(format!("unsupported balancer type {other}")),
         };
-        let hash_var = match conf
-            .get("hash_on")
-            .and_then(Value::as_str)
-            .unwrap_or("vars")
-        {
-            "vars" => conf
-                .get("key")
-                .and_then(Value::as_str)
-                .and_then(Var::from_name),
+        let hash_var = match conf.hash_on {
+            HashOn::Vars => conf.key.as_deref().and_then(Var::from_name),
             // header, cookie and consumer values do not exist in stream: remote_addr is used.
             _ => None,
         };
-        let timeout = conf.get("timeout");
+        let timeout = conf.timeout.unwrap_or_default();
+        let positive = |field: &str, value: Option<Seconds>| {
+            value
+                .and_then(Seconds::positive)
+                .map(|s| capped(&key, field, s))
+        };
         let connect_timeout =
-            seconds(timeout.and_then(|t| t.get("connect"))).unwrap_or(DEFAULT_CONNECT);
-        let send = seconds(timeout.and_then(|t| t.get("send")));
-        let read = seconds(timeout.and_then(|t| t.get("read")));
+            positive("timeout.connect", timeout.connect).unwrap_or(DEFAULT_CONNECT);
+        let send = positive("timeout.send", timeout.send);
+        let read = positive("timeout.read", timeout.read);
         let idle_timeout = send.max(read).unwrap_or(DEFAULT_IDLE);
-        let retries = conf
-            .get("retries")
-            .and_then(Value::as_u64)
-            .map_or(nodes.len().saturating_sub(1), |r| r as usize);
-        let retry_timeout = seconds(conf.get("retry_timeout"));
+        let retries = conf.retries.map_or(nodes.len().saturating_sub(1), |r| {
+            usize::try_from(r.0).unwrap_or(usize::MAX)
+        });
+        let retry_timeout = positive("retry_timeout", conf.retry_timeout);
         let before = previous.and_then(|p| p.health.as_deref());
-        let health = UpstreamHealth::new(&key, conf, &nodes, before).map(Arc::new);
+        let health = UpstreamHealth::new(&key, conf.checks.as_ref(), &nodes, before).map(Arc::new);
         let balancer = Balancer::new(algorithm, nodes, previous.map(|p| &p.balancer));
         let tls = tls_config(conf, ssls, keyring)?;
         let pending = balancer
@@ -230,12 +169,13 @@ impl Upstream {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
 
     fn compile(key: String, conf: &Value) -> Result<Upstream, String> {
-        Upstream::compile(key, conf, None, &TlsTable::default(), &Keyring::default())
+        let conf = sg_model::decode(conf)?;
+        Upstream::compile(key, &conf, None, &TlsTable::default(), &Keyring::default())
     }
 
     #[test]

@@ -62,9 +62,9 @@ where
         nodes.spawn(async move {
             loop {
                 let interval = if health.is_healthy(index) {
-                    active.healthy_interval
+                    active.healthy_interval.get()
                 } else {
-                    active.unhealthy_interval
+                    active.unhealthy_interval.get()
                 };
                 sleep(interval).await;
                 let Ok(_permit) = permits.acquire().await else {

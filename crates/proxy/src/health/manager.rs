@@ -34,7 +34,7 @@ fn start(health: Arc<UpstreamHealth>, resolver: Arc<Resolver>) -> Running {
         let (health, resolver) = (probed.clone(), resolver.clone());
         async move {
             let target = &health.targets[index];
-            let limit = health.checks.active.as_ref().map(|a| a.timeout);
+            let limit = health.checks.active.as_ref().map(|a| a.timeout.get());
             tcp_probe(
                 &resolver,
                 &target.host,

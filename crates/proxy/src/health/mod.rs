@@ -6,19 +6,17 @@
 //! and `https` (APISIX's default type) behave as `tcp` here.
 
 mod checker;
-mod config;
 mod manager;
 mod state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde_json::Value;
 use sg_balancer::{NodeSpec, Pick, Tried};
 use tracing::{debug, info, warn};
 
-pub use config::{Active, CheckType, Checks, Thresholds};
 pub use manager::spawn_manager;
+pub use sg_model::resource::{Active, CheckType, Checks, Thresholds};
 pub use state::{Change, Counters, NodeHealth, Outcome, Status};
 
 use crate::metrics::{NodeLabels, METRICS};
@@ -67,11 +65,11 @@ impl UpstreamHealth {
     /// checker's target states across configuration changes.
     pub fn new(
         key: &str,
-        conf: &Value,
+        checks: Option<&Checks>,
         nodes: &[NodeSpec],
         previous: Option<&UpstreamHealth>,
     ) -> Option<UpstreamHealth> {
-        let checks = Checks::parse(conf)?;
+        let checks = checks?.clone();
         let probe_port = checks.active.as_ref().and_then(|a| a.port);
         let targets = nodes
             .iter()

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use parking_lot::Mutex;
 
-use super::config::Thresholds;
+use super::Thresholds;
 
 /// A node's state, as APISIX's control API names it. `MostlyHealthy` and `MostlyUnhealthy` are
 /// on their way to flipping; only the first two count as healthy for picking.

@@ -17,7 +17,7 @@ use crate::upstream::Upstream;
 fn compile(conf: &Value, previous: Option<&Upstream>) -> Upstream {
     Upstream::compile(
         "upstreams/1".into(),
-        conf,
+        &sg_model::decode(conf).unwrap(),
         previous,
         &TlsTable::default(),
         &Keyring::default(),

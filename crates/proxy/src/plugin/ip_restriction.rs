@@ -2,8 +2,7 @@
 //! of IPs and CIDRs).
 
 use ipnet::IpNet;
-use serde_json::Value;
-use sg_model::check::parse_ip_or_cidr;
+use sg_model::resource::IpRestrictionConf;
 
 use super::{priority_of, Ctx, Input, Preread, Reads, Reject, StreamPlugin};
 
@@ -15,33 +14,12 @@ pub struct IpRestriction {
 }
 
 impl IpRestriction {
-    pub fn new(conf: &Value) -> Result<Self, String> {
-        let (field, allow_listed) = match conf.get("whitelist") {
-            Some(_) => ("whitelist", true),
-            None => ("blacklist", false),
-        };
-        let list = conf
-            .get(field)
-            .and_then(Value::as_array)
-            .ok_or_else(|| "ip-restriction needs a whitelist or a blacklist".to_owned())?
-            .iter()
-            .map(|v| {
-                let text = v.as_str().unwrap_or_default();
-                parse_ip_or_cidr(text)
-                    .map(|n| n.trunc())
-                    .ok_or_else(|| format!("invalid ip address: {text}"))
-            })
-            .collect::<Result<_, _>>()?;
-        let code = conf
-            .get("response_code")
-            .and_then(Value::as_u64)
-            .and_then(|c| u16::try_from(c).ok())
-            .unwrap_or(403);
-        Ok(IpRestriction {
-            list,
-            allow_listed,
-            code,
-        })
+    pub fn new(conf: &IpRestrictionConf) -> Self {
+        IpRestriction {
+            list: conf.list.clone(),
+            allow_listed: conf.allow_listed,
+            code: conf.response_code,
+        }
     }
 }
 

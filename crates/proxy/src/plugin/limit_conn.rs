@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde_json::Value;
+use sg_model::resource::{KeyType, LimitConnConf, MAX_DURATION};
 
 use super::{priority_of, Ctx, Input, Preread, Reads, Reject, StreamPlugin};
 use crate::vars::{key_buf, Var};
@@ -59,39 +59,22 @@ fn parse_combination(template: &str) -> Vec<Part> {
 }
 
 impl LimitConn {
-    pub fn new(route_id: &str, conf: &Value) -> Result<Self, String> {
-        let number = |field: &str| conf.get(field).and_then(Value::as_u64);
-        let key_text = conf
-            .get("key")
-            .and_then(Value::as_str)
-            .unwrap_or("remote_addr");
-        let key = match conf.get("key_type").and_then(Value::as_str) {
-            Some("var_combination") => KeySpec::Combination(parse_combination(key_text)),
-            _ => KeySpec::Var(Var::from_name(key_text)),
+    pub fn new(route_id: &str, conf: &LimitConnConf) -> Self {
+        let key = match conf.key_type {
+            KeyType::VarCombination => KeySpec::Combination(parse_combination(&conf.key)),
+            KeyType::Var => KeySpec::Var(Var::from_name(&conf.key)),
         };
-        Ok(LimitConn {
+        LimitConn {
             // The conf is part of the scope: changing the limit starts fresh counters, as
             // APISIX's conf_version-scoped keys do.
-            scope: format!("{route_id}:{conf}"),
-            conn: number("conn")
-                .filter(|c| *c > 0)
-                .ok_or("limit-conn needs conn > 0")?,
-            burst: number("burst").unwrap_or(0),
-            delay: conf
-                .get("default_conn_delay")
-                .and_then(Value::as_f64)
-                .filter(|d| *d > 0.0 && d.is_finite())
-                .map(Duration::from_secs_f64)
-                .ok_or("limit-conn needs default_conn_delay > 0")?,
-            only_default_delay: conf
-                .get("only_use_default_delay")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            scope: format!("{route_id}:{conf:?}"),
+            conn: conf.conn,
+            burst: conf.burst,
+            delay: conf.default_conn_delay.get(),
+            only_default_delay: conf.only_use_default_delay,
             key,
-            code: number("rejected_code")
-                .and_then(|c| u16::try_from(c).ok())
-                .unwrap_or(503),
-        })
+            code: conf.rejected_code,
+        }
     }
 
     /// The limit key of this connection; `None` when a combination resolves to nothing.
@@ -158,7 +141,7 @@ impl StreamPlugin for LimitConn {
         let count = {
             let mut active = ACTIVE.lock();
             let count = active.entry(full.clone()).or_insert(0);
-            if *count >= self.conn + self.burst {
+            if *count >= self.conn.saturating_add(self.burst) {
                 return Preread::Reject(Reject::silent(self.code));
             }
             *count += 1;
@@ -171,7 +154,8 @@ impl StreamPlugin for LimitConn {
         let delay = if self.only_default_delay {
             self.delay
         } else {
-            self.delay * u32::try_from((count - 1) / self.conn).unwrap_or(u32::MAX)
+            let excess = u32::try_from((count - 1) / self.conn).unwrap_or(u32::MAX);
+            self.delay.saturating_mul(excess).min(MAX_DURATION)
         };
         Preread::Delay(delay)
     }

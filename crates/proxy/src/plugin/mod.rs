@@ -10,8 +10,7 @@ mod prometheus;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-use sg_model::resource::STREAM_PLUGINS;
+use sg_model::resource::{PluginConf, Plugins, STREAM_PLUGINS};
 
 use crate::vars::ConnVars;
 
@@ -119,24 +118,26 @@ pub trait StreamPlugin: Send + Sync {
 pub fn compile(
     route_id: &str,
     route_name: Option<&str>,
-    plugins: &Map<String, Value>,
-) -> Result<Vec<Arc<dyn StreamPlugin>>, String> {
-    let mut built: Vec<Arc<dyn StreamPlugin>> = Vec::new();
-    for (name, conf) in plugins {
-        if conf.pointer("/_meta/disable").and_then(Value::as_bool) == Some(true) {
-            continue;
-        }
-        let plugin: Arc<dyn StreamPlugin> = match name.as_str() {
-            "mqtt-proxy" => Arc::new(mqtt_proxy::MqttProxy::new(conf)),
-            "ip-restriction" => Arc::new(ip_restriction::IpRestriction::new(conf)?),
-            "limit-conn" => Arc::new(limit_conn::LimitConn::new(route_id, conf)?),
-            "prometheus" => Arc::new(prometheus::Prometheus::new(route_id, route_name, conf)),
-            other => return Err(format!("unknown plugin [{other}]")),
-        };
-        built.push(plugin);
-    }
+    plugins: &Plugins,
+) -> Vec<Arc<dyn StreamPlugin>> {
+    let mut built: Vec<Arc<dyn StreamPlugin>> = plugins
+        .0
+        .iter()
+        .map(|conf| -> Arc<dyn StreamPlugin> {
+            match conf {
+                PluginConf::MqttProxy(conf) => Arc::new(mqtt_proxy::MqttProxy::new(conf)),
+                PluginConf::IpRestriction(conf) => {
+                    Arc::new(ip_restriction::IpRestriction::new(conf))
+                }
+                PluginConf::LimitConn(conf) => Arc::new(limit_conn::LimitConn::new(route_id, conf)),
+                PluginConf::Prometheus(conf) => {
+                    Arc::new(prometheus::Prometheus::new(route_id, route_name, conf))
+                }
+            }
+        })
+        .collect();
     built.sort_by_key(|p| std::cmp::Reverse(p.priority()));
-    Ok(built)
+    built
 }
 
 /// The priority APISIX gives a shipped plugin.

@@ -2,7 +2,7 @@
 //! route's conf, and exposes the client id as `mqtt_client_id` for chash upstreams. The CONNECT
 //! bytes reach the broker unchanged. Log lines and levels follow APISIX's plugin.
 
-use serde_json::Value;
+use sg_model::resource::MqttProxyConf;
 use sg_mqtt::{decode_connect, protocol, Connect, Decoded, Invalid};
 use tracing::{error, info};
 
@@ -21,26 +21,21 @@ pub struct MqttProxy {
     protocol_level: i64,
     /// Answer a name/level mismatch with a CONNACK before closing (streamgate extension).
     reject_with_connack: bool,
+    /// The conf as APISIX's log phase prints it.
     conf: String,
 }
 
 impl MqttProxy {
-    pub fn new(conf: &Value) -> Self {
+    pub fn new(conf: &MqttProxyConf) -> Self {
         MqttProxy {
-            protocol_name: conf
-                .get("protocol_name")
-                .and_then(Value::as_str)
-                .unwrap_or("MQTT")
-                .to_owned(),
-            protocol_level: conf
-                .get("protocol_level")
-                .and_then(Value::as_i64)
-                .unwrap_or(4),
-            reject_with_connack: conf
-                .get("reject_with_connack")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            conf: conf.to_string(),
+            protocol_name: conf.protocol_name.clone(),
+            protocol_level: conf.protocol_level.0,
+            reject_with_connack: conf.reject_with_connack,
+            conf: serde_json::json!({
+                "protocol_name": conf.protocol_name,
+                "protocol_level": conf.protocol_level.0,
+            })
+            .to_string(),
         }
     }
 

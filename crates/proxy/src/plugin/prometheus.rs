@@ -2,7 +2,7 @@
 //! labelled with the route id (or its name with `prefer_name`).
 
 use prometheus_client::metrics::counter::Counter;
-use serde_json::Value;
+use sg_model::resource::PrometheusConf;
 
 use super::{priority_of, Ctx, StreamPlugin};
 use crate::metrics::{RouteLabels, METRICS};
@@ -12,13 +12,9 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    pub fn new(route_id: &str, route_name: Option<&str>, conf: &Value) -> Self {
-        let prefer_name = conf
-            .get("prefer_name")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+    pub fn new(route_id: &str, route_name: Option<&str>, conf: &PrometheusConf) -> Self {
         let route = match route_name {
-            Some(name) if prefer_name => name,
+            Some(name) if conf.prefer_name => name,
             _ => route_id,
         };
         let labels = RouteLabels {

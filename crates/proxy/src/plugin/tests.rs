@@ -25,11 +25,13 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
+fn built(plugins: serde_json::Value) -> Vec<Arc<dyn StreamPlugin>> {
+    let plugins: Plugins = sg_model::decode(&plugins).unwrap();
+    compile("r1", None, &plugins)
+}
+
 fn only(name: &str, conf: serde_json::Value) -> Arc<dyn StreamPlugin> {
-    let map = json!({ name: conf });
-    compile("r1", None, map.as_object().unwrap())
-        .unwrap()
-        .remove(0)
+    built(json!({ name: conf })).remove(0)
 }
 
 #[test]
@@ -39,16 +41,14 @@ fn compiled_in_priority_order_and_disabled_skipped() {
         "limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "remote_addr"},
         "ip-restriction": {"whitelist": ["127.0.0.1"]},
     });
-    let built = compile("r", None, plugins.as_object().unwrap()).unwrap();
-    let names: Vec<_> = built.iter().map(|p| p.name()).collect();
+    let compiled = built(plugins);
+    let names: Vec<_> = compiled.iter().map(|p| p.name()).collect();
     assert_eq!(names, ["ip-restriction", "limit-conn", "mqtt-proxy"]);
     // Only an MQTT broker is known to answer the client's first bytes at once.
-    let answering: Vec<_> = built.iter().map(|p| p.server_answers()).collect();
+    let answering: Vec<_> = compiled.iter().map(|p| p.server_answers()).collect();
     assert_eq!(answering, [false, false, true]);
     let disabled = json!({"mqtt-proxy": {"protocol_level": 4, "_meta": {"disable": true}}});
-    assert!(compile("r", None, disabled.as_object().unwrap())
-        .unwrap()
-        .is_empty());
+    assert!(built(disabled).is_empty());
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use serde_json::Value;
+use sg_model::resource::{Ssl, SslType};
 use sg_model::Keyring;
 
 /// The one crypto provider streamgate uses.
@@ -24,14 +24,11 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub struct ServerSsl {
     pub id: String,
     pub config: Arc<ServerConfig>,
-    /// The stored object, to reuse this compilation while it is unchanged.
-    source: Value,
+    /// The object compiled, to reuse this compilation while it is unchanged.
+    source: Ssl,
 }
 
-/// Lower-case, no trailing dot: how APISIX normalises SNIs on both sides.
-pub fn normalize_sni(sni: &str) -> String {
-    sni.trim_end_matches('.').to_ascii_lowercase()
-}
+pub use sg_model::resource::normalize_sni;
 
 /// Server SSL objects by SNI, and client SSL objects by id.
 #[derive(Debug, Default)]
@@ -47,27 +44,25 @@ pub struct TlsTable {
 
 impl TlsTable {
     /// Compiles every SSL object; `previous` lends unchanged compilations (and so their
-    /// session caches). Objects that fail are logged and left out.
+    /// session caches). Objects that fail are reported to `rejected` and left out.
     pub fn compile<'a>(
-        objects: impl Iterator<Item = (&'a str, &'a Value)>,
+        objects: impl Iterator<Item = (&'a str, &'a Ssl)>,
         keyring: &Keyring,
         previous: Option<&TlsTable>,
+        rejected: &mut dyn FnMut(&str, String),
     ) -> TlsTable {
         let reusable: HashMap<&str, &Arc<ServerSsl>> = previous
             .map(|p| p.all_server().map(|s| (s.id.as_str(), s)).collect())
             .unwrap_or_default();
         let mut table = TlsTable::default();
-        for (id, conf) in objects {
-            if conf.get("status").and_then(Value::as_i64) == Some(0) {
-                continue;
-            }
-            if conf.get("type").and_then(Value::as_str) == Some("client") {
-                match server::chains(conf, keyring) {
+        for (id, conf) in objects.filter(|(_, conf)| conf.enabled()) {
+            if conf.kind == SslType::Client {
+                match server::chains(conf.pairs().take(1), keyring) {
                     Ok(mut chains) if !chains.is_empty() => {
                         table.clients.insert(id.to_owned(), chains.swap_remove(0));
                     }
                     Ok(_) => {}
-                    Err(reason) => tracing::warn!(ssl = %id, %reason, "client SSL object left out"),
+                    Err(reason) => rejected(id, reason),
                 }
                 continue;
             }
@@ -80,23 +75,12 @@ impl TlsTable {
                         source: conf.clone(),
                     }),
                     Err(reason) => {
-                        tracing::warn!(ssl = %id, %reason, "SSL object left out of the snapshot");
+                        rejected(id, reason);
                         continue;
                     }
                 },
             };
-            let snis = conf
-                .get("snis")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for sni in conf
-                .get("sni")
-                .into_iter()
-                .chain(snis.iter())
-                .filter_map(Value::as_str)
-            {
-                let sni = normalize_sni(sni);
+            for sni in conf.all_snis() {
                 if sni == "*" {
                     table.any = Some(ssl.clone());
                 } else if let Some(suffix) = sni.strip_prefix("*.") {

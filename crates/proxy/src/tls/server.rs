@@ -11,7 +11,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
-use serde_json::Value;
+use sg_model::resource::{Ssl, SslClient};
 use sg_model::{pem, Keyring};
 
 use super::provider;
@@ -32,43 +32,35 @@ impl ResolvesServerCert for Chains {
     }
 }
 
-/// The certificate and key pairs of an SSL object, keys decrypted with the keyring.
-pub fn chains(conf: &Value, keyring: &Keyring) -> Result<Vec<Arc<CertifiedKey>>, String> {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let mut pairs = vec![(text(conf.get("cert")), text(conf.get("key")))];
-    let list = |field: &str| {
-        conf.get(field)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    for (cert, key) in list("certs").iter().zip(list("keys").iter()) {
-        pairs.push((text(Some(cert)), text(Some(key))));
-    }
+/// Certificate and key pairs (an SSL object's, or an upstream's client certificate), keys
+/// decrypted with the keyring.
+pub fn chains<'a>(
+    pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+    keyring: &Keyring,
+) -> Result<Vec<Arc<CertifiedKey>>, String> {
     pairs
         .into_iter()
         .map(|(cert, key)| {
             let (cert, key) = cert.zip(key).ok_or("missing cert or key")?;
             let key = keyring
-                .reveal(&key)
+                .reveal(key)
                 .ok_or("failed to decrypt the private key")?;
-            pem::certified_key(&cert, &key)
+            pem::certified_key(cert, &key)
         })
         .collect()
 }
 
-fn versions(conf: &Value) -> Vec<&'static rustls::SupportedProtocolVersion> {
-    let wanted: Vec<&str> = conf
-        .get("ssl_protocols")
-        .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_else(|| vec!["TLSv1.2", "TLSv1.3"]);
+fn versions(conf: &Ssl) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let wanted = |version: &str| match &conf.ssl_protocols {
+        Some(list) => list.iter().any(|v| v == version),
+        None => version != "TLSv1.1",
+    };
     // TLSv1.1 is not offered by rustls; an object asking only for it gets nothing to speak.
     let mut versions = Vec::new();
-    if wanted.contains(&"TLSv1.2") {
+    if wanted("TLSv1.2") {
         versions.push(&rustls::version::TLS12);
     }
-    if wanted.contains(&"TLSv1.3") {
+    if wanted("TLSv1.3") {
         versions.push(&rustls::version::TLS13);
     }
     versions
@@ -134,19 +126,16 @@ impl ClientCertVerifier for DepthLimited {
     }
 }
 
-fn client_verifier(client: &Value) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let ca = client
-        .get("ca")
-        .and_then(Value::as_str)
-        .ok_or("client.ca is missing")?;
-    let roots = pem::parse_certs(ca).map_err(|e| format!("failed to validate client_cert: {e}"))?;
+fn client_verifier(client: &SslClient) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let roots =
+        pem::parse_certs(&client.ca).map_err(|e| format!("failed to validate client_cert: {e}"))?;
     let mut store = RootCertStore::empty();
     for root in &roots {
         store
             .add(root.clone())
             .map_err(|e| format!("client.ca: {e}"))?;
     }
-    let crls = match client.get("crl").and_then(Value::as_str) {
+    let crls = match &client.crl {
         Some(text) => pem::parse_crls(text)?,
         None => Vec::new(),
     };
@@ -155,18 +144,17 @@ fn client_verifier(client: &Value) -> Result<Arc<dyn ClientCertVerifier>, String
         .allow_unknown_revocation_status()
         .build()
         .map_err(|e| format!("client verification: {e}"))?;
-    let depth = client.get("depth").and_then(Value::as_u64).unwrap_or(1);
     Ok(Arc::new(DepthLimited {
         inner,
-        max_intermediates: usize::try_from(depth.saturating_sub(1)).unwrap_or(usize::MAX),
+        max_intermediates: usize::try_from(client.depth.0.saturating_sub(1)).unwrap_or(usize::MAX),
         roots,
     }))
 }
 
 /// Builds the rustls configuration of one server SSL object. Each object gets its own session
 /// cache, so a session can only be resumed with the object that created it.
-pub fn config(conf: &Value, keyring: &Keyring) -> Result<Arc<ServerConfig>, String> {
-    let chains = chains(conf, keyring)?;
+pub fn config(conf: &Ssl, keyring: &Keyring) -> Result<Arc<ServerConfig>, String> {
+    let chains = chains(conf.pairs(), keyring)?;
     let versions = versions(conf);
     if versions.is_empty() {
         return Err(
@@ -176,7 +164,7 @@ pub fn config(conf: &Value, keyring: &Keyring) -> Result<Arc<ServerConfig>, Stri
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions)
         .map_err(|e| e.to_string())?;
-    let builder = match conf.get("client") {
+    let builder = match &conf.client {
         Some(client) => builder.with_client_cert_verifier(client_verifier(client)?),
         None => builder.with_no_client_auth(),
     };

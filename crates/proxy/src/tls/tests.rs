@@ -13,8 +13,21 @@ fn ssl(snis: &[&str]) -> Value {
     json!({"cert": cert, "key": key, "snis": snis})
 }
 
+fn typed<'a>(objects: &[(&'a str, Value)]) -> Vec<(&'a str, Ssl)> {
+    objects
+        .iter()
+        .map(|(id, v)| (*id, sg_model::decode(v).unwrap()))
+        .collect()
+}
+
 fn table(objects: &[(&str, Value)], keyring: &Keyring) -> TlsTable {
-    TlsTable::compile(objects.iter().map(|(id, v)| (*id, v)), keyring, None)
+    let objects = typed(objects);
+    TlsTable::compile(
+        objects.iter().map(|(id, v)| (*id, v)),
+        keyring,
+        None,
+        &mut |id, reason| panic!("{id}: {reason}"),
+    )
 }
 
 fn found(t: &TlsTable, sni: &str) -> Option<String> {
@@ -76,11 +89,12 @@ fn unchanged_objects_keep_their_compilation() {
     let keyring = Keyring::default();
     let object = ssl(&["a.test.com"]);
     let first = table(&[("1", object.clone())], &keyring);
-    let objects = [("1", object)];
+    let objects = typed(&[("1", object)]);
     let second = TlsTable::compile(
         objects.iter().map(|(id, v)| (*id, v)),
         &keyring,
         Some(&first),
+        &mut |id, reason| panic!("{id}: {reason}"),
     );
     assert!(Arc::ptr_eq(
         &first.find("a.test.com").unwrap().config,
@@ -92,8 +106,9 @@ fn unchanged_objects_keep_their_compilation() {
 fn protocol_versions() {
     let mut only13 = ssl(&["a.test.com"]);
     only13["ssl_protocols"] = json!(["TLSv1.3"]);
-    assert!(server::config(&only13, &Keyring::default()).is_ok());
+    let config = |v: &Value| server::config(&sg_model::decode(v).unwrap(), &Keyring::default());
+    assert!(config(&only13).is_ok());
     let mut only11 = ssl(&["a.test.com"]);
     only11["ssl_protocols"] = json!(["TLSv1.1"]);
-    assert!(server::config(&only11, &Keyring::default()).is_err());
+    assert!(config(&only11).is_err());
 }

@@ -1,0 +1,411 @@
+//! The compiler's incremental state: every stored object decoded into its typed form and
+//! compiled on its own, so that a change recompiles only that object and what depends on it
+//! (the routes naming a changed upstream; the TLS upstreams after an SSL change). An object
+//! that cannot be decoded or compiled, even one whose compilation panics, is reported and
+//! left out; everything else keeps serving.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use serde_json::Value;
+use sg_model::resource::{self, Ssl, StreamRoute};
+use sg_model::{decode, Keyring, Kind};
+
+use crate::metrics::{ResourceLabels, METRICS};
+use crate::route::{Route, RouteTable};
+use crate::snapshot::Snapshot;
+use crate::tls::TlsTable;
+use crate::upstream::Upstream;
+
+/// A stored object the data plane cannot use as it is, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub kind: Kind,
+    pub id: String,
+    pub reason: String,
+}
+
+/// One change of the store.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Put(Kind, String, Value),
+    Delete(Kind, String),
+}
+
+/// A stored object with its typed form (`None` when it could not be decoded).
+struct Entry<T> {
+    source: Value,
+    decoded: Option<T>,
+}
+
+struct RouteEntry {
+    object: Entry<StreamRoute>,
+    compiled: Option<Arc<Route>>,
+    /// The inline upstream, compiled; kept to lend its state to the next compilation.
+    inline: Option<Arc<Upstream>>,
+}
+
+struct UpstreamEntry {
+    object: Entry<resource::Upstream>,
+    compiled: Option<Arc<Upstream>>,
+}
+
+/// Runs one object's compilation, turning a panic into an error for that object alone.
+fn guarded<T>(compile: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(compile)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("compilation failed: {message}"))
+    })
+}
+
+/// Every stored object, decoded and compiled.
+pub struct Compilation {
+    keyring: Keyring,
+    ssls: BTreeMap<String, Entry<Ssl>>,
+    tls: Arc<TlsTable>,
+    upstreams: BTreeMap<String, UpstreamEntry>,
+    /// In store (id) order, which is APISIX's matching order among routes without `sni`.
+    routes: BTreeMap<String, RouteEntry>,
+    errors: BTreeMap<(Kind, String), String>,
+}
+
+/// What a batch of changes touched.
+#[derive(Default)]
+struct Dirty {
+    ssls: bool,
+    upstreams: BTreeSet<String>,
+    routes: BTreeSet<String>,
+}
+
+impl Compilation {
+    pub fn new(keyring: Keyring) -> Compilation {
+        Compilation {
+            keyring,
+            ssls: BTreeMap::new(),
+            tls: Arc::default(),
+            upstreams: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Makes the state equal to `objects` (the whole store): unchanged objects keep their
+    /// compilations, the others are compiled or dropped.
+    pub fn reload(&mut self, objects: Vec<(Kind, String, Value)>) {
+        let present: BTreeSet<(Kind, &str)> = objects
+            .iter()
+            .map(|(kind, id, _)| (*kind, id.as_str()))
+            .collect();
+        let gone: Vec<Change> = self
+            .ssls
+            .keys()
+            .map(|id| (Kind::Ssl, id))
+            .chain(self.upstreams.keys().map(|id| (Kind::Upstream, id)))
+            .chain(self.routes.keys().map(|id| (Kind::StreamRoute, id)))
+            .filter(|(kind, id)| !present.contains(&(*kind, id.as_str())))
+            .map(|(kind, id)| Change::Delete(kind, id.clone()))
+            .collect();
+        let puts = objects
+            .into_iter()
+            .map(|(kind, id, value)| Change::Put(kind, id, value));
+        self.apply(gone.into_iter().chain(puts).collect());
+    }
+
+    /// Applies a batch of store changes and recompiles what they touched.
+    pub fn apply(&mut self, changes: Vec<Change>) {
+        let mut dirty = Dirty::default();
+        for change in changes {
+            self.record(change, &mut dirty);
+        }
+        if dirty.ssls {
+            self.compile_tls();
+            for (id, entry) in &self.upstreams {
+                if entry.object.decoded.as_ref().is_some_and(|u| u.is_tls()) {
+                    dirty.upstreams.insert(id.clone());
+                }
+            }
+            for (id, entry) in &self.routes {
+                let inline = entry
+                    .object
+                    .decoded
+                    .as_ref()
+                    .and_then(|r| r.upstream.as_ref());
+                if inline.is_some_and(|u| u.is_tls()) {
+                    dirty.routes.insert(id.clone());
+                }
+            }
+        }
+        for id in &dirty.upstreams {
+            self.compile_upstream(id);
+            for (route_id, entry) in &self.routes {
+                let named = entry
+                    .object
+                    .decoded
+                    .as_ref()
+                    .and_then(|r| r.upstream_id.as_ref());
+                if named.is_some_and(|named| named.0 == *id) {
+                    dirty.routes.insert(route_id.clone());
+                }
+            }
+        }
+        for id in &dirty.routes {
+            self.compile_route(id);
+        }
+    }
+
+    /// Stores one change and decodes the new object; unchanged puts are ignored.
+    fn record(&mut self, change: Change, dirty: &mut Dirty) {
+        match change {
+            Change::Put(kind, id, value) => match kind {
+                Kind::Ssl => {
+                    if self.ssls.get(&id).is_some_and(|e| e.source == value) {
+                        return;
+                    }
+                    let object = self.decode(kind, &id, value);
+                    self.ssls.insert(id, object);
+                    dirty.ssls = true;
+                }
+                Kind::Upstream => {
+                    if let Some(entry) = self.upstreams.get_mut(&id) {
+                        if entry.object.source == value {
+                            return;
+                        }
+                    }
+                    let object = self.decode(kind, &id, value);
+                    let compiled = self.upstreams.remove(&id).and_then(|e| e.compiled);
+                    self.upstreams
+                        .insert(id.clone(), UpstreamEntry { object, compiled });
+                    dirty.upstreams.insert(id);
+                }
+                Kind::StreamRoute => {
+                    if self
+                        .routes
+                        .get(&id)
+                        .is_some_and(|e| e.object.source == value)
+                    {
+                        return;
+                    }
+                    let object = self.decode(kind, &id, value);
+                    let previous = self.routes.remove(&id);
+                    let (compiled, inline) =
+                        previous.map_or((None, None), |e| (e.compiled, e.inline));
+                    let entry = RouteEntry {
+                        object,
+                        compiled,
+                        inline,
+                    };
+                    self.routes.insert(id.clone(), entry);
+                    dirty.routes.insert(id);
+                }
+            },
+            Change::Delete(kind, id) => {
+                self.errors.remove(&(kind, id.clone()));
+                match kind {
+                    Kind::Ssl => dirty.ssls |= self.ssls.remove(&id).is_some(),
+                    Kind::Upstream => {
+                        if self.upstreams.remove(&id).is_some() {
+                            dirty.upstreams.insert(id);
+                        }
+                    }
+                    Kind::StreamRoute => {
+                        self.routes.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn decode<T: for<'a> serde::Deserialize<'a>>(
+        &mut self,
+        kind: Kind,
+        id: &str,
+        source: Value,
+    ) -> Entry<T> {
+        let decoded = guarded(|| decode(&source));
+        let decoded = self.settle(kind, id, decoded);
+        Entry { source, decoded }
+    }
+
+    /// Records the outcome of compiling one object: an error is logged, counted and listed
+    /// until the object compiles or goes away.
+    fn settle<T>(&mut self, kind: Kind, id: &str, outcome: Result<T, String>) -> Option<T> {
+        match outcome {
+            Ok(value) => {
+                self.errors.remove(&(kind, id.to_owned()));
+                Some(value)
+            }
+            Err(reason) => {
+                tracing::error!(resource = kind.dir(), id, %reason, "stored object rejected: the data plane leaves it out");
+                METRICS
+                    .config_rejected
+                    .get_or_create(&ResourceLabels {
+                        resource: kind.dir(),
+                    })
+                    .inc();
+                self.errors.insert((kind, id.to_owned()), reason);
+                None
+            }
+        }
+    }
+
+    fn compile_tls(&mut self) {
+        // Errors of decoded objects are found anew below.
+        let decoded: BTreeSet<&String> = self
+            .ssls
+            .iter()
+            .filter(|(_, e)| e.decoded.is_some())
+            .map(|(id, _)| id)
+            .collect();
+        self.errors
+            .retain(|(kind, id), _| *kind != Kind::Ssl || !decoded.contains(id));
+        let mut rejected = Vec::new();
+        let objects = self
+            .ssls
+            .iter()
+            .filter_map(|(id, e)| Some((id.as_str(), e.decoded.as_ref()?)));
+        let keyring = &self.keyring;
+        let previous = &self.tls;
+        let table = guarded(|| {
+            Ok(TlsTable::compile(
+                objects,
+                keyring,
+                Some(previous),
+                &mut |id, reason| rejected.push((id.to_owned(), reason)),
+            ))
+        });
+        match table {
+            Ok(table) => self.tls = Arc::new(table),
+            // The previous table stays in force.
+            Err(reason) => rejected.push(("*".to_owned(), reason)),
+        }
+        for (id, reason) in rejected {
+            self.settle::<()>(Kind::Ssl, &id, Err(reason));
+        }
+    }
+
+    fn compile_upstream(&mut self, id: &str) {
+        let Some(entry) = self.upstreams.get(id) else {
+            return;
+        };
+        let Some(conf) = &entry.object.decoded else {
+            if let Some(entry) = self.upstreams.get_mut(id) {
+                entry.compiled = None;
+            }
+            return;
+        };
+        let key = format!("upstreams/{id}");
+        let previous = entry.compiled.as_deref();
+        let (tls, keyring) = (&self.tls, &self.keyring);
+        let compiled = guarded(|| Upstream::compile(key, conf, previous, tls, keyring));
+        let compiled = self.settle(Kind::Upstream, id, compiled).map(Arc::new);
+        if let Some(entry) = self.upstreams.get_mut(id) {
+            entry.compiled = compiled;
+        }
+    }
+
+    fn compile_route(&mut self, id: &str) {
+        let Some(entry) = self.routes.get(id) else {
+            return;
+        };
+        let Some(conf) = &entry.object.decoded else {
+            if let Some(entry) = self.routes.get_mut(id) {
+                (entry.compiled, entry.inline) = (None, None);
+            }
+            return;
+        };
+        let (tls, keyring) = (&self.tls, &self.keyring);
+        let outcome = guarded(|| {
+            // A route whose upstream is missing or unusable still matches, as in APISIX: its
+            // connections are closed, and the reason is listed.
+            let (upstream, inline, problem) = match (&conf.upstream_id, &conf.upstream) {
+                (Some(up_id), _) => match self.upstreams.get(&up_id.0) {
+                    Some(UpstreamEntry {
+                        compiled: Some(up), ..
+                    }) => (Some(up.clone()), None, None),
+                    Some(_) => (
+                        None,
+                        None,
+                        Some(format!("upstream [{}] is rejected", up_id.0)),
+                    ),
+                    None => (
+                        None,
+                        None,
+                        Some(format!(
+                            "failed to fetch upstream info by upstream id [{}]",
+                            up_id.0
+                        )),
+                    ),
+                },
+                (None, Some(inline)) => {
+                    let key = format!("stream_routes/{id}");
+                    match Upstream::compile(key, inline, entry.inline.as_deref(), tls, keyring) {
+                        Ok(up) => {
+                            let up = Arc::new(up);
+                            (Some(up.clone()), Some(up), None)
+                        }
+                        Err(reason) => (None, None, Some(format!("upstream: {reason}"))),
+                    }
+                }
+                (None, None) => (None, None, None),
+            };
+            let route = Arc::new(Route::compile(id, conf, upstream));
+            Ok((route, inline, problem))
+        });
+        match outcome {
+            Ok((route, inline, problem)) => {
+                if let Some(entry) = self.routes.get_mut(id) {
+                    (entry.compiled, entry.inline) = (Some(route), inline);
+                }
+                let _ = self.settle(Kind::StreamRoute, id, problem.map_or(Ok(()), Err));
+            }
+            Err(reason) => {
+                if let Some(entry) = self.routes.get_mut(id) {
+                    (entry.compiled, entry.inline) = (None, None);
+                }
+                self.settle::<()>(Kind::StreamRoute, id, Err(reason));
+            }
+        }
+    }
+
+    /// The snapshot of the current state.
+    pub fn snapshot(&self, revision: u64) -> Snapshot {
+        let routes = self
+            .routes
+            .values()
+            .filter_map(|entry| entry.compiled.clone())
+            .collect();
+        let named = self
+            .upstreams
+            .iter()
+            .filter_map(|(id, entry)| Some((format!("upstreams/{id}"), entry.compiled.clone()?)));
+        let inline = self
+            .routes
+            .iter()
+            .filter_map(|(id, entry)| Some((format!("stream_routes/{id}"), entry.inline.clone()?)));
+        let upstreams: HashMap<String, Arc<Upstream>> = named.chain(inline).collect();
+        let errors = self
+            .errors
+            .iter()
+            .map(|((kind, id), reason)| ConfigError {
+                kind: *kind,
+                id: id.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
+        Snapshot::new(
+            revision,
+            RouteTable::new(routes),
+            self.tls.clone(),
+            upstreams,
+            errors,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
