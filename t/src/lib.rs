@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+pub mod data_plane;
 pub mod etcd;
+pub mod extremes;
 pub mod mqtt;
 pub mod pki;
 pub mod tcp;
