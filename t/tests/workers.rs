@@ -117,3 +117,53 @@ fn threads_at_idle_priority(pid: u32) -> Vec<String> {
         })
         .collect()
 }
+
+/// On-CPU nanoseconds of each thread of `pid`, by thread name.
+fn cpu_by_thread(pid: u32) -> Vec<(String, u64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let ns = schedstat.split_whitespace().next()?.parse().ok()?;
+            Some((name.trim().to_owned(), ns))
+        })
+        .collect()
+}
+
+fn cpu_of(threads: &[(String, u64)], name: &str) -> u64 {
+    threads
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, ns)| ns)
+        .sum()
+}
+
+#[test]
+fn configuration_work_runs_on_the_control_thread() {
+    let (gw, _, _server) = start(1);
+    let before = cpu_by_thread(gw.pid());
+    assert!(
+        before.iter().any(|(name, _)| name == "sg-control"),
+        "{before:?}"
+    );
+    for i in 0..300 {
+        let route = json!({"remote_addr": "127.0.0.9", "upstream": {"type": "chash",
+            "key": "remote_addr", "nodes": {"127.0.0.1:1": 1, "127.0.0.1:2": 1, "127.0.0.1:3": 1}}});
+        let reply = gw.admin(
+            "PUT",
+            &format!("/apisix/admin/stream_routes/c{i}"),
+            &route.to_string(),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    let after = cpu_by_thread(gw.pid());
+    let spent = |name| cpu_of(&after, name) - cpu_of(&before, name);
+    // Home (the main thread, named after the binary) only accepts stream connections.
+    let (control, home) = (spent("sg-control"), spent("streamgate"));
+    assert!(
+        control > 4 * home,
+        "control {control} ns, home {home} ns: {after:?}"
+    );
+}

@@ -1,8 +1,9 @@
-//! streamgate: an APISIX-compatible stream (L4) gateway. `main` reads the configuration, wires
-//! the store, the snapshot compiler and the Admin API, then waits for a signal.
+//! streamgate: an APISIX-compatible stream (L4) gateway. `main` reads the configuration, builds
+//! the data plane's workers and the control plane's runtime, then runs the gateway.
 #![forbid(unsafe_code)]
 
 mod app;
+mod control_plane;
 mod exporter;
 
 use std::path::PathBuf;
@@ -60,7 +61,21 @@ fn main() -> ExitCode {
             }
         }
     }
-    match runtime.block_on(app::run(settings, Arc::new(workers))) {
+    let control = match control_plane::runtime() {
+        Ok(control) => control,
+        Err(e) => {
+            eprintln!("streamgate: cannot start the control runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ended = runtime.block_on(app::run(
+        settings,
+        Arc::new(workers),
+        control.handle().clone(),
+    ));
+    // Background tasks left on the control runtime (watchers, checkers) are dropped here.
+    control.shutdown_background();
+    match ended {
         Ok(()) => ExitCode::SUCCESS,
         Err(app::StartError::Usage(e)) => {
             eprintln!("streamgate: {e:#}");
