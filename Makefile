@@ -28,8 +28,10 @@ lint:
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 # Benchmarks, not part of `test`: criterion micro-benchmarks, then every scenario against
-# mosquitto, streamgate and HAProxy 2.6; rewrites docs/benchmarks.md. Sizes are flags of
-# mqtt-bench, e.g. `make bench BENCH_ARGS='--rounds 5 --idle-clients 8000'` (see `--help`).
+# mosquitto, streamgate and HAProxy 2.6, then configuration scale on streamgate alone
+# (`--config-routes N` stream routes, 10000 by default, 0 skips it); rewrites docs/benchmarks.md.
+# Sizes are flags of mqtt-bench, e.g. `make bench BENCH_ARGS='--rounds 5 --idle-clients 8000'`;
+# `--scenarios config-scale --config-routes 500 --out -` runs only that one (see `--help`).
 BENCH_ARGS ?=
 BENCH_DIR := $(or $(CARGO_TARGET_DIR),target)/bench-results
 CRITERION := --output-format bencher --warm-up-time 1 --measurement-time 2

@@ -10,8 +10,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use sg_blackbox::mqtt::{free_port_on, Broker};
 use sg_blackbox::pki::{write, Ca, Pair};
-use sg_blackbox::{config_with_tcp, free_port, ADMIN_KEY};
+use sg_blackbox::{config_with_tcp, free_port};
 
+use crate::admin::Admin;
 use crate::kind::Kind;
 use crate::placement::{command_on, CpuList};
 
@@ -293,49 +294,4 @@ fn wait_listening(addr: SocketAddr) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     bail!("nothing listens on {addr}")
-}
-
-/// A minimal Admin API client.
-struct Admin {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Admin {
-    fn new(port: u16) -> Admin {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        Admin {
-            base: format!("http://127.0.0.1:{port}/apisix/admin"),
-            agent,
-        }
-    }
-
-    fn wait_ready(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.agent.head(&self.base).call().is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!("streamgate's Admin API did not come up")
-    }
-
-    fn put(&self, path: &str, body: serde_json::Value) -> Result<()> {
-        let mut reply = self
-            .agent
-            .put(&format!("{}/{path}", self.base))
-            .header("X-API-KEY", ADMIN_KEY)
-            .send(body.to_string())?;
-        let status = reply.status().as_u16();
-        if status >= 300 {
-            let text = reply.body_mut().read_to_string().unwrap_or_default();
-            bail!("PUT {path}: {status} {text}");
-        }
-        Ok(())
-    }
 }

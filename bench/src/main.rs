@@ -2,8 +2,10 @@
 //! in one run with the systems alternating, written to docs/benchmarks.md.
 //!
 //! Scenarios: idle hold (proxy RSS per idle connection), connect storm, TLS connect storm,
-//! QoS 0 and QoS 1 publish. Every load stays on 127.0.0.0/8 and is bounded by the sizes below.
+//! QoS 0 and QoS 1 publish; then configuration scale, on streamgate alone. Every load stays on
+//! 127.0.0.0/8 and is bounded by the sizes below.
 
+mod admin;
 mod client;
 mod kind;
 mod lab;
@@ -11,6 +13,7 @@ mod metrics;
 mod mqtt;
 mod placement;
 mod report;
+mod rounds;
 mod scenario;
 mod stats;
 
@@ -18,14 +21,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 
 use kind::Kind;
-use lab::{Lab, LabOptions, System};
 use placement::CpuList;
 use report::RunResult;
-use scenario::{idle, publish, storm};
+use scenario::config_scale;
+
+/// The scenarios run against every system, in rounds.
+const MQTT_SCENARIOS: [&str; 6] = ["idle", "silent", "storm", "tls", "qos0", "qos1"];
+/// The scenario run once, on streamgate alone.
+const CONFIG_SCALE: &str = "config-scale";
 
 /// Side-by-side MQTT benchmarks of direct-to-broker, streamgate and HAProxy.
 #[derive(Parser, Debug, Clone)]
@@ -42,13 +49,21 @@ pub struct Args {
         default_value = "direct,streamgate,haproxy"
     )]
     pub systems: Vec<String>,
-    /// Scenarios to run (idle, silent, storm, tls, qos0, qos1).
+    /// Scenarios to run (idle, silent, storm, tls, qos0, qos1, config-scale). Only
+    /// `config-scale` starts no broker and runs no rounds.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "idle,silent,storm,tls,qos0,qos1"
+        default_value = "idle,silent,storm,tls,qos0,qos1,config-scale"
     )]
     pub scenarios: Vec<String>,
+    /// Configuration scale: stream routes written through the Admin API (0: not run).
+    #[arg(long, default_value_t = 10_000)]
+    pub config_routes: usize,
+    /// Configuration scale: seconds the fill may take; it stops there and the rest is measured
+    /// at the routes reached.
+    #[arg(long, default_value_t = 1200)]
+    pub config_fill_limit: u64,
     /// Idle hold: clients held open.
     #[arg(long, default_value_t = 5000)]
     pub idle_clients: usize,
@@ -128,10 +143,11 @@ fn main() -> Result<()> {
         .map(|s| Kind::parse(s))
         .collect::<Result<Vec<_>>>()?;
     for s in &args.scenarios {
-        if !["idle", "silent", "storm", "tls", "qos0", "qos1"].contains(&s.as_str()) {
+        if !MQTT_SCENARIOS.contains(&s.as_str()) && s != CONFIG_SCALE {
             bail!("unknown scenario {s:?}");
         }
     }
+    let mqtt = args.scenarios.iter().any(|s| s != CONFIG_SCALE);
     // Counted before the load generator may be pinned to fewer of them.
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     if let Some(cpus) = &args.others_cpus {
@@ -143,50 +159,20 @@ fn main() -> Result<()> {
         .build()?;
     let quiet = wait_quiet(args.max_busy, Duration::from_secs(args.max_wait));
     let started = Instant::now();
-    let lab = Lab::start(LabOptions {
-        haproxy_cfg: args
-            .haproxy_cfg
-            .clone()
-            .unwrap_or_else(|| repo_root().join("../shared/bench/haproxy-mqtt.cfg")),
-        streamgate_log: args.streamgate_log.clone(),
-        proxy_cpus: args.proxy_cpus.clone(),
-    })?;
-    let brokers: Vec<_> = lab.brokers.iter().map(|b| b.addr).collect();
-    runtime.block_on(publish::label_brokers(&brokers))?;
-    let tls = client::Tls::new(lab::SNI)?;
-
     let mut results: BTreeMap<Kind, Vec<RunResult>> = BTreeMap::new();
-    for round in 0..args.rounds {
-        let mut order = systems.clone();
-        order.rotate_left(round % systems.len().max(1));
-        for kind in order {
-            let tag = format!("{}-r{round}", kind.name());
-            // Silent clients on a process of their own: the other scenarios would leave it
-            // freed memory to reuse.
-            let silent = if args.scenarios.iter().any(|s| s == "silent") && kind != Kind::Direct {
-                let system = lab.system(kind)?;
-                Some(runtime.block_on(run_silent(&args, &system, &tls, &tag)))
-            } else {
-                None
-            };
-            let system = lab.system(kind)?;
-            if let Some(pid) = system.pid {
-                eprintln!("{} pid {pid}", kind.name());
-            }
-            let mut result = runtime.block_on(run_system(&args, &system, &tls, &tag));
-            match silent {
-                Some(Ok(bytes)) => result.silent = Some(bytes),
-                Some(Err(e)) => result.errors.push(format!("silent: {e:#}")),
-                None => {}
-            }
-            eprintln!(
-                "[{:>5.0}s] {tag}: {}",
-                started.elapsed().as_secs_f64(),
-                result.line()
-            );
-            results.entry(kind).or_default().push(result);
-        }
+    if mqtt {
+        rounds::run(&args, &systems, &runtime, started, &mut results)?;
     }
+    let scale =
+        (args.scenarios.iter().any(|s| s == CONFIG_SCALE) && args.config_routes > 0).then(|| {
+            let options = config_scale::Options {
+                routes: args.config_routes,
+                fill_limit: Duration::from_secs(args.config_fill_limit),
+                proxy_cpus: args.proxy_cpus.clone(),
+                streamgate_log: args.streamgate_log.clone(),
+            };
+            config_scale::run(&options, &runtime)
+        });
 
     let conditions = report::Conditions {
         busy_before: quiet.0,
@@ -196,7 +182,7 @@ fn main() -> Result<()> {
         took: started.elapsed(),
         cores,
     };
-    let report = report::render(&args, &systems, &results, &conditions)?;
+    let report = report::render(&args, &systems, &results, scale.as_ref(), &conditions)?;
     match args.out.as_deref() {
         Some(p) if p == Path::new("-") => print!("{report}"),
         out => {
@@ -206,7 +192,12 @@ fn main() -> Result<()> {
             let intro = report::intro(&path);
             std::fs::write(&path, format!("{intro}{report}"))?;
             eprintln!("wrote {}", path.display());
-            print!("{}", report::summary(&systems, &results));
+            if mqtt {
+                print!("{}", report::summary(&systems, &results));
+            }
+            if let Some(scale) = &scale {
+                print!("\nConfiguration scale:\n{}", scale.table());
+            }
         }
     }
     Ok(())
@@ -231,135 +222,4 @@ fn wait_quiet(max_busy: f64, max_wait: Duration) -> (f64, Duration, String) {
         busy = stats::machine_busy(Duration::from_secs(1));
     }
     (busy, start.elapsed(), stats::load_average())
-}
-
-/// Waits until the system answers MQTT on every plain and TLS address.
-async fn ready(system: &System, tls: &client::Tls) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for (i, addr) in system.plain.iter().chain(&system.tls).enumerate() {
-        let is_tls = i >= system.plain.len();
-        loop {
-            let id = format!("probe-{}-{i}", system.kind.name());
-            let ok = if is_tls {
-                client::open_tls(*addr, tls, &id)
-                    .await
-                    .map(|o| drop(o.stream))
-            } else {
-                client::open_plain(*addr, &id).await.map(|o| drop(o.stream))
-            };
-            match ok {
-                Ok(()) => break,
-                Err(e) if Instant::now() > deadline => {
-                    bail!("{} never answered on {addr}: {e}", system.kind.name())
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Measures silent clients on a freshly started proxy.
-async fn run_silent(args: &Args, system: &System, tls: &client::Tls, tag: &str) -> Result<f64> {
-    ready(system, tls).await?;
-    let pid = system.pid.context("no proxy process")?;
-    idle::silent(
-        &system.plain,
-        pid,
-        args.idle_clients,
-        args.idle_warmup,
-        args.storm_concurrency,
-        &format!("{tag}-silent"),
-    )
-    .await
-}
-
-/// Runs every selected scenario against one freshly started system.
-async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) -> RunResult {
-    let mut result = RunResult::default();
-    if let Err(e) = ready(system, tls).await {
-        result.errors.push(format!("start: {e:#}"));
-        return result;
-    }
-    let on = |s: &str| args.scenarios.iter().any(|x| x == s);
-    // Idle first, on a fresh process: later scenarios would leave freed memory to reuse.
-    if let (true, Some(pid)) = (on("idle"), system.pid) {
-        match idle::run(
-            &system.plain,
-            pid,
-            args.idle_clients,
-            args.idle_warmup,
-            args.storm_concurrency,
-            &format!("{tag}-idle"),
-        )
-        .await
-        {
-            Ok(bytes) => result.idle = Some(bytes),
-            Err(e) => result.errors.push(format!("idle: {e:#}")),
-        }
-    }
-    if on("storm") {
-        let outcome = storm::run(
-            &system.plain,
-            None,
-            args.storm_clients,
-            args.storm_concurrency,
-            &format!("{tag}-storm"),
-            system.pid,
-        )
-        .await;
-        result.storm = kept("storm", outcome, &mut result.errors);
-    }
-    if on("tls") {
-        let outcome = storm::run(
-            &system.tls,
-            Some(tls),
-            args.tls_clients,
-            args.tls_concurrency,
-            &format!("{tag}-tls"),
-            system.pid,
-        )
-        .await;
-        result.tls = kept("tls", outcome, &mut result.errors);
-    }
-    for qos in [0u8, 1] {
-        if !on(&format!("qos{qos}")) {
-            continue;
-        }
-        let sizes = publish::Sizes {
-            pairs: args.publishers,
-            qos,
-            payload: args.payload,
-            window: args.window.max(1),
-            warmup: Duration::from_secs_f64(args.publish_warmup),
-            measure: Duration::from_secs_f64(args.publish_secs),
-        };
-        let run = publish::run(&system.plain, system.pid, sizes, &format!("{tag}-q{qos}")).await;
-        match (run, qos) {
-            (Ok(p), 0) => result.qos0 = Some(p),
-            (Ok(p), _) => result.qos1 = Some(p),
-            (Err(e), _) => result.errors.push(format!("qos{qos}: {e:#}")),
-        }
-    }
-    result
-}
-
-/// Keeps a storm's figures, noting the clients that failed, or the error that stopped it.
-fn kept(
-    name: &str,
-    outcome: Result<storm::Storm>,
-    errors: &mut Vec<String>,
-) -> Option<storm::Storm> {
-    match outcome {
-        Ok(storm) => {
-            if storm.errors > 0 {
-                errors.push(format!("{name}: {} clients failed", storm.errors));
-            }
-            Some(storm)
-        }
-        Err(e) => {
-            errors.push(format!("{name}: {e:#}"));
-            None
-        }
-    }
 }

@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use crate::kind::Kind;
 use crate::metrics::{metrics, ms, Metric, Target};
-use crate::scenario::{publish::Publish, storm::Storm};
+use crate::scenario::{config_scale::ConfigScale, publish::Publish, storm::Storm};
 use crate::stats::median;
 use crate::Args;
 
@@ -315,11 +315,33 @@ pub struct Conditions {
     pub cores: usize,
 }
 
+/// The sizes of the MQTT scenarios.
+fn sizes(args: &Args) -> String {
+    format!(
+        "Sizes: {} rounds; idle hold {} clients (warm-up {}); connect storm {} clients, {} at a \
+         time; TLS storm {} clients, {} at a time; publish {} pairs, {}-byte payloads, {} in \
+         flight per pair, {} s warm-up + {} s measured per QoS.",
+        args.rounds,
+        args.idle_clients,
+        args.idle_warmup,
+        args.storm_clients,
+        args.storm_concurrency,
+        args.tls_clients,
+        args.tls_concurrency,
+        args.publishers,
+        args.payload,
+        args.window,
+        args.publish_warmup,
+        args.publish_secs,
+    )
+}
+
 /// The generated part of the report.
 pub fn render(
     args: &Args,
     systems: &[Kind],
     results: &BTreeMap<Kind, Vec<RunResult>>,
+    scale: Option<&ConfigScale>,
     conditions: &Conditions,
 ) -> Result<String> {
     let mut out = String::new();
@@ -343,27 +365,14 @@ pub fn render(
          cargo run --release -p sg-bench --bin mqtt-bench -- {}\n```\n",
         cmdline.join(" ")
     )?;
-    writeln!(
-        out,
-        "Sizes: {} rounds; idle hold {} clients (warm-up {}); connect storm {} clients, {} at a \
-         time; TLS storm {} clients, {} at a time; publish {} pairs, {}-byte payloads, {} in \
-         flight per pair, {} s warm-up + {} s measured per QoS. The run took {:.0} s.\n",
-        args.rounds,
-        args.idle_clients,
-        args.idle_warmup,
-        args.storm_clients,
-        args.storm_concurrency,
-        args.tls_clients,
-        args.tls_concurrency,
-        args.publishers,
-        args.payload,
-        args.window,
-        args.publish_warmup,
-        args.publish_secs,
-        conditions.took.as_secs_f64()
-    )?;
-    writeln!(out, "## Results (medians)\n\n{}", table(systems, results))?;
-    writeln!(out, "## Every round\n\n{}", rounds_table(systems, results))?;
+    let took = format!("The run took {:.0} s.", conditions.took.as_secs_f64());
+    if results.is_empty() {
+        writeln!(out, "No MQTT rounds. {took}\n")?;
+    } else {
+        writeln!(out, "{} {took}\n", sizes(args))?;
+        writeln!(out, "## Results (medians)\n\n{}", table(systems, results))?;
+        writeln!(out, "## Every round\n\n{}", rounds_table(systems, results))?;
+    }
     let errors: Vec<String> = results
         .iter()
         .flat_map(|(k, rs)| {
@@ -375,6 +384,9 @@ pub fn render(
         .collect();
     if !errors.is_empty() {
         writeln!(out, "## Errors\n\n{}\n", errors.join("\n"))?;
+    }
+    if let Some(scale) = scale {
+        writeln!(out, "{}", scale.section())?;
     }
     writeln!(
         out,
