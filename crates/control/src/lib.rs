@@ -153,7 +153,7 @@ async fn one_checker(
     }
     let key = format!("{src_type}/{src_id}");
     let snapshot = state.snapshots.load();
-    let Some(upstream) = snapshot.upstreams().find(|up| up.key == key) else {
+    let Some(upstream) = snapshot.upstream(&key) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("{src_type}[{src_id}] not found"),

@@ -2,6 +2,7 @@
 //! messages. Reference checks ask the caller's `Lookup`, so the same code serves every store.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -137,6 +138,11 @@ fn check_upstream(conf: &Value, keyring: &Keyring, lookup: Lookup<'_>) -> Result
     check_upstream_code(conf, keyring, lookup)
 }
 
+static HASH_VARS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(defs::HASH_VARS_PATTERN).expect("hash key patterns compile"));
+static HASH_HEADER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(defs::HASH_HEADER_PATTERN).expect("hash key patterns compile"));
+
 /// The checks APISIX's `check_upstream_conf` runs after the schema.
 fn check_upstream_code(conf: &Value, keyring: &Keyring, lookup: Lookup<'_>) -> Result<(), String> {
     if let Some(nodes) = conf.get("nodes").and_then(Value::as_object) {
@@ -178,12 +184,12 @@ fn check_upstream_code(conf: &Value, keyring: &Keyring, lookup: Lookup<'_>) -> R
             return Err("missing key".to_owned());
         }
         let pattern = match hash_on {
-            "vars" => Some(defs::HASH_VARS_PATTERN),
-            "header" | "cookie" => Some(defs::HASH_HEADER_PATTERN),
+            "vars" => Some(&*HASH_VARS),
+            "header" | "cookie" => Some(&*HASH_HEADER),
             _ => None,
         };
-        if let (Some(pattern), Some(key)) = (pattern, key) {
-            let re = Regex::new(pattern).expect("hash key patterns compile");
+        if let (Some(re), Some(key)) = (pattern, key) {
+            let pattern = re.as_str();
             if !re.is_match(key) {
                 return Err(invalid(format!(
                     "failed to match pattern \"{pattern}\" with \"{key}\""

@@ -4,7 +4,7 @@
 //! that cannot be decoded or compiled, even one whose compilation panics, is reported and
 //! left out; everything else keeps serving.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use sg_model::{decode, Keyring, Kind};
 
 use crate::metrics::{ResourceLabels, METRICS};
 use crate::route::{Route, RouteTable};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, Upstreams};
 use crate::tls::TlsTable;
 use crate::upstream::Upstream;
 
@@ -71,7 +71,19 @@ pub struct Compilation {
     upstreams: BTreeMap<String, UpstreamEntry>,
     /// In store (id) order, which is APISIX's matching order among routes without `sni`.
     routes: BTreeMap<String, RouteEntry>,
+    /// Every compiled upstream, named and inline, as snapshots share them.
+    index: Upstreams,
+    /// Every compiled route, in matching order, as snapshots share them.
+    table: RouteTable,
     errors: BTreeMap<(Kind, String), String>,
+}
+
+fn named_key(id: &str) -> String {
+    format!("upstreams/{id}")
+}
+
+fn inline_key(route_id: &str) -> String {
+    format!("stream_routes/{route_id}")
 }
 
 /// What a batch of changes touched.
@@ -90,6 +102,8 @@ impl Compilation {
             tls: Arc::default(),
             upstreams: BTreeMap::new(),
             routes: BTreeMap::new(),
+            index: Upstreams::default(),
+            table: RouteTable::default(),
             errors: BTreeMap::new(),
         }
     }
@@ -209,11 +223,15 @@ impl Compilation {
                     Kind::Ssl => dirty.ssls |= self.ssls.remove(&id).is_some(),
                     Kind::Upstream => {
                         if self.upstreams.remove(&id).is_some() {
+                            self.index.set(&named_key(&id), None);
                             dirty.upstreams.insert(id);
                         }
                     }
                     Kind::StreamRoute => {
-                        self.routes.remove(&id);
+                        if let Some(entry) = self.routes.remove(&id) {
+                            self.index.set(&inline_key(&id), None);
+                            self.table.replace(entry.compiled.as_deref(), None);
+                        }
                     }
                 }
             }
@@ -296,13 +314,15 @@ impl Compilation {
             if let Some(entry) = self.upstreams.get_mut(id) {
                 entry.compiled = None;
             }
+            self.index.set(&named_key(id), None);
             return;
         };
-        let key = format!("upstreams/{id}");
+        let key = named_key(id);
         let previous = entry.compiled.as_deref();
         let (tls, keyring) = (&self.tls, &self.keyring);
         let compiled = guarded(|| Upstream::compile(key, conf, previous, tls, keyring));
         let compiled = self.settle(Kind::Upstream, id, compiled).map(Arc::new);
+        self.index.set(&named_key(id), compiled.clone());
         if let Some(entry) = self.upstreams.get_mut(id) {
             entry.compiled = compiled;
         }
@@ -313,9 +333,7 @@ impl Compilation {
             return;
         };
         let Some(conf) = &entry.object.decoded else {
-            if let Some(entry) = self.routes.get_mut(id) {
-                (entry.compiled, entry.inline) = (None, None);
-            }
+            self.set_route(id, None, None);
             return;
         };
         let (tls, keyring) = (&self.tls, &self.keyring);
@@ -342,7 +360,7 @@ impl Compilation {
                     ),
                 },
                 (None, Some(inline)) => {
-                    let key = format!("stream_routes/{id}");
+                    let key = inline_key(id);
                     match Upstream::compile(key, inline, entry.inline.as_deref(), tls, keyring) {
                         Ok(up) => {
                             let up = Arc::new(up);
@@ -358,36 +376,28 @@ impl Compilation {
         });
         match outcome {
             Ok((route, inline, problem)) => {
-                if let Some(entry) = self.routes.get_mut(id) {
-                    (entry.compiled, entry.inline) = (Some(route), inline);
-                }
+                self.set_route(id, Some(route), inline);
                 let _ = self.settle(Kind::StreamRoute, id, problem.map_or(Ok(()), Err));
             }
             Err(reason) => {
-                if let Some(entry) = self.routes.get_mut(id) {
-                    (entry.compiled, entry.inline) = (None, None);
-                }
+                self.set_route(id, None, None);
                 self.settle::<()>(Kind::StreamRoute, id, Err(reason));
             }
         }
     }
 
+    /// Puts a route's new compilation (and its inline upstream) in force.
+    fn set_route(&mut self, id: &str, compiled: Option<Arc<Route>>, inline: Option<Arc<Upstream>>) {
+        self.index.set(&inline_key(id), inline.clone());
+        let old = self.routes.get_mut(id).and_then(|entry| {
+            entry.inline = inline;
+            std::mem::replace(&mut entry.compiled, compiled.clone())
+        });
+        self.table.replace(old.as_deref(), compiled);
+    }
+
     /// The snapshot of the current state.
     pub fn snapshot(&self, revision: u64) -> Snapshot {
-        let routes = self
-            .routes
-            .values()
-            .filter_map(|entry| entry.compiled.clone())
-            .collect();
-        let named = self
-            .upstreams
-            .iter()
-            .filter_map(|(id, entry)| Some((format!("upstreams/{id}"), entry.compiled.clone()?)));
-        let inline = self
-            .routes
-            .iter()
-            .filter_map(|(id, entry)| Some((format!("stream_routes/{id}"), entry.inline.clone()?)));
-        let upstreams: HashMap<String, Arc<Upstream>> = named.chain(inline).collect();
         let errors = self
             .errors
             .iter()
@@ -399,9 +409,9 @@ impl Compilation {
             .collect();
         Snapshot::new(
             revision,
-            RouteTable::new(routes),
+            self.table.clone(),
             self.tls.clone(),
-            upstreams,
+            self.index.clone(),
             errors,
         )
     }

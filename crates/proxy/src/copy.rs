@@ -15,6 +15,8 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant, Sleep};
 
+use crate::deadline;
+
 /// Bytes read from a socket in one go.
 const SCRATCH_SIZE: usize = 16 * 1024;
 /// Steps taken without awaiting before yielding to other tasks.
@@ -303,7 +305,7 @@ impl Relay {
             first_close: None,
             last_activity: now,
             idle,
-            timer: sleep_until(now + idle),
+            timer: sleep_until(deadline::after(now, idle)),
         }
     }
 }
@@ -373,7 +375,7 @@ impl Future for Relay {
                 (Poll::Pending, Poll::Pending) => {}
             }
             while this.timer.as_mut().poll(cx).is_ready() {
-                let deadline = *this.last_activity + *this.idle;
+                let deadline = deadline::after(*this.last_activity, *this.idle);
                 if Instant::now() >= deadline {
                     return Poll::Ready(transfer(this.up, this.down, End::Idle));
                 }

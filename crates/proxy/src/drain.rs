@@ -3,7 +3,7 @@
 //! so devices reconnect and land on the new ring without a reconnect storm. The same pacing
 //! applies to the drain after SIGTERM. Off by default: APISIX never disturbs a session.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Context;
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 use parking_lot::Mutex;
+use sg_model::resource::{Seconds, MAX_DURATION};
 use tokio::sync::Notify;
 use tracing::info;
 
@@ -52,7 +53,8 @@ impl Drainer {
     pub fn new(rate: f64) -> Option<Arc<Drainer>> {
         (rate > 0.0).then(|| {
             Arc::new(Drainer {
-                interval: Duration::from_secs_f64(1.0 / rate),
+                // A rate too low for a timer closes one session a year.
+                interval: Seconds::from_f64(1.0 / rate).map_or(MAX_DURATION, Seconds::get),
                 sessions: Mutex::default(),
                 queue: Mutex::default(),
                 queued: Notify::new(),
@@ -73,15 +75,11 @@ impl Drainer {
         flag
     }
 
-    /// Queues every session of the nodes that `keep` does not list.
-    fn drain_except(&self, keep: &HashSet<NodeKey>) {
+    /// Queues every session of the nodes for which `keep` is false.
+    fn drain_except(&self, keep: impl Fn(&NodeKey) -> bool) {
         let leaving: Vec<(NodeKey, Vec<Weak<CloseFlag>>)> = {
             let mut sessions = self.sessions.lock();
-            let gone: Vec<NodeKey> = sessions
-                .keys()
-                .filter(|k| !keep.contains(*k))
-                .cloned()
-                .collect();
+            let gone: Vec<NodeKey> = sessions.keys().filter(|k| !keep(k)).cloned().collect();
             gone.into_iter()
                 .filter_map(|k| sessions.remove(&k).map(|v| (k, v)))
                 .collect()
@@ -100,7 +98,7 @@ impl Drainer {
 
     /// Queues every registered session (the paced part of the SIGTERM drain).
     pub fn drain_all(&self) {
-        self.drain_except(&HashSet::new());
+        self.drain_except(|_| false);
     }
 
     /// Follows snapshot publications, draining nodes that left, and closes queued sessions at
@@ -112,12 +110,10 @@ impl Drainer {
             tokio::spawn(async move { closer.close_paced().await });
             let mut published = snapshots.published();
             while published.changed().await.is_ok() {
-                let keep: HashSet<NodeKey> = snapshots
-                    .load()
-                    .nodes()
-                    .map(|(upstream, node)| (upstream.to_owned(), node))
-                    .collect();
-                drainer.drain_except(&keep);
+                // Only the nodes that hold sessions are looked up: the cost follows the
+                // sessions, not the size of the configuration.
+                let snapshot = snapshots.load();
+                drainer.drain_except(|(upstream, node)| snapshot.has_node(upstream, node));
             }
         })
     }
@@ -154,8 +150,7 @@ mod tests {
         let leaving: Vec<_> = (0..5)
             .map(|_| drainer.register("upstreams/1", "b:1".into()))
             .collect();
-        let keep: HashSet<NodeKey> = [("upstreams/1".to_owned(), "a:1".to_owned())].into();
-        drainer.drain_except(&keep);
+        drainer.drain_except(|(upstream, node)| upstream == "upstreams/1" && node == "a:1");
         let mut cx = Context::from_waker(Waker::noop());
         let closed = |flags: &[Arc<CloseFlag>], cx: &mut Context<'_>| {
             flags.iter().filter(|f| f.poll_closed(cx)).count()

@@ -7,6 +7,7 @@ pub mod compilation;
 pub mod compiler;
 pub mod connect;
 pub mod copy;
+pub mod deadline;
 pub mod deferred;
 pub mod drain;
 pub mod health;

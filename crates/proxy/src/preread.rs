@@ -13,6 +13,7 @@ use tokio_util::either::Either;
 use tracing::{error, warn};
 
 use crate::copy::read_draining;
+use crate::deadline;
 use crate::plugin::{Ctx, Input, InputEnd, Preread, Reject, StreamPlugin};
 use crate::session::ClientIo;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ pub async fn run(
     limits: PrereadLimits,
     accepted: Instant,
 ) -> Result<Vec<u8>, Refused> {
-    let deadline = accepted + limits.timeout;
+    let deadline = deadline::after(accepted, limits.timeout);
     let mut data = first;
     let mut end = None;
     for plugin in plugins {

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{sleep_until, Instant};
 
 use crate::copy::{End, Transfer};
+use crate::deadline;
 
 /// Copy buffer per direction.
 const BUF: usize = 4096;
@@ -121,11 +122,11 @@ where
         let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF, BUF);
         tokio::pin!(copy);
         loop {
-            let deadline = activity.last() + idle;
+            let deadline = deadline::after(activity.last(), idle);
             tokio::select! {
                 done = &mut copy => break Some(done),
                 _ = sleep_until(deadline) => {
-                    if activity.last() + idle <= Instant::now() {
+                    if deadline::after(activity.last(), idle) <= Instant::now() {
                         break None;
                     }
                 }

@@ -1,9 +1,11 @@
 //! Compiled stream routes and APISIX's matching: routes with `sni` first, then the others in
 //! store order; the first whose `remote_addr`, `server_addr` and `server_port` all hold wins.
 
+use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use imbl::OrdMap;
 use ipnet::IpNet;
 use sg_model::resource::StreamRoute;
 
@@ -90,37 +92,73 @@ fn sni_rank(pattern: &str) -> (bool, usize) {
     (!pattern.starts_with('*'), pattern.len())
 }
 
-/// The routes of a snapshot in matching order.
-#[derive(Debug, Default)]
+/// Where a route with `sni` sorts: most specific pattern first, store (id) order within one.
+type SniKey = (Reverse<(bool, usize)>, String);
+
+/// The routes of a snapshot in matching order, in persistent maps: the next snapshot shares
+/// them and changes only the routes that changed, so publishing costs the same at 10,000
+/// routes as at 10.
+#[derive(Clone, Debug, Default)]
 pub struct RouteTable {
-    /// Routes with `sni`, most specific pattern first, store order within a pattern.
-    with_sni: Vec<Arc<Route>>,
+    with_sni: OrdMap<SniKey, Arc<Route>>,
     /// Routes without `sni`, in store order.
-    without_sni: Vec<Arc<Route>>,
-    /// There are routes and every one waits for its client's first bytes.
-    clients_speak_first: bool,
+    without_sni: OrdMap<String, Arc<Route>>,
+    /// Routes that do not wait for their client's first bytes.
+    speak_first: usize,
+}
+
+fn sni_key(route: &Route) -> Option<SniKey> {
+    let pattern = route.sni.as_deref()?;
+    Some((Reverse(sni_rank(pattern)), route.id.clone()))
 }
 
 impl RouteTable {
-    /// Orders compiled routes (given in store order) for matching.
+    /// Orders compiled routes for matching.
     pub fn new(routes: Vec<Arc<Route>>) -> RouteTable {
-        let (mut with_sni, without_sni): (Vec<_>, Vec<_>) =
-            routes.into_iter().partition(|r| r.sni.is_some());
-        // Stable: routes sharing a pattern keep store order.
-        with_sni.sort_by_key(|r| std::cmp::Reverse(sni_rank(r.sni.as_deref().unwrap_or_default())));
-        let mut all = with_sni.iter().chain(&without_sni).peekable();
-        let clients_speak_first = all.peek().is_some() && all.all(|route| route.waits_for_client);
-        RouteTable {
-            with_sni,
-            without_sni,
-            clients_speak_first,
+        let mut table = RouteTable::default();
+        for route in routes {
+            table.insert(route);
+        }
+        table
+    }
+
+    /// Adds a route, or replaces the route with the same id (which must be `remove`d first if
+    /// its `sni` changed: see [`RouteTable::replace`]).
+    fn insert(&mut self, route: Arc<Route>) {
+        if !route.waits_for_client {
+            self.speak_first += 1;
+        }
+        match sni_key(&route) {
+            Some(key) => self.with_sni.insert(key, route),
+            None => self.without_sni.insert(route.id.clone(), route),
+        };
+    }
+
+    fn remove(&mut self, route: &Route) {
+        let removed = match sni_key(route) {
+            Some(key) => self.with_sni.remove(&key),
+            None => self.without_sni.remove(&route.id),
+        };
+        if removed.is_some_and(|r| !r.waits_for_client) {
+            self.speak_first -= 1;
+        }
+    }
+
+    /// Replaces `old` (the route's previous compilation, if any) with `new`.
+    pub fn replace(&mut self, old: Option<&Route>, new: Option<Arc<Route>>) {
+        if let Some(old) = old {
+            self.remove(old);
+        }
+        if let Some(new) = new {
+            self.insert(new);
         }
     }
 
     /// Whether a plain connection's client speaks first whatever route it matches, so plain
-    /// listeners may defer accepting until it has (see [`crate::deferred`]).
+    /// listeners may defer accepting until it has (see [`crate::deferred`]). Not when there is
+    /// no route: connections then close at once.
     pub fn clients_speak_first(&self) -> bool {
-        self.clients_speak_first
+        !self.is_empty() && self.speak_first == 0
     }
 
     /// The route for a connection, if any.
@@ -131,14 +169,14 @@ impl RouteTable {
         server: SocketAddr,
     ) -> Option<&Arc<Route>> {
         let by_sni = sni.and_then(|sni| {
-            self.with_sni.iter().find(|route| {
+            self.with_sni.values().find(|route| {
                 sni_matches(route.sni.as_deref().unwrap_or_default(), sni)
                     && route.matches_addrs(remote, server)
             })
         });
         by_sni.or_else(|| {
             self.without_sni
-                .iter()
+                .values()
                 .find(|route| route.matches_addrs(remote, server))
         })
     }

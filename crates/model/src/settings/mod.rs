@@ -186,7 +186,7 @@ impl Settings {
         };
         let stream_proxy = apisix.child("stream_proxy");
         let stream_listeners = listen::parse_tcp(&stream_proxy.child("tcp"))?;
-        let drain_timeout = Duration::from_secs_f64(
+        let drain_timeout = capped_seconds(
             stream_proxy
                 .child("drain_timeout")
                 .positive_number_or(30.0)?,
@@ -205,12 +205,12 @@ impl Settings {
                 .filter(|r| *r >= 0.0 && r.is_finite())
                 .ok_or_else(|| rate_node.error("expected a number of sessions per second >= 0"))?,
         };
-        let handshake_timeout = Duration::from_secs_f64(
+        let handshake_timeout = capped_seconds(
             stream_proxy
                 .child("ssl_handshake_timeout")
                 .positive_number_or(10.0)?,
         );
-        let preread_timeout = Duration::from_secs_f64(
+        let preread_timeout = capped_seconds(
             stream_proxy
                 .child("preread_timeout")
                 .positive_number_or(30.0)?,
@@ -387,8 +387,13 @@ fn parse_etcd(node: &Node<'_>) -> Result<EtcdSettings, ConfigError> {
     Ok(EtcdSettings {
         hosts,
         prefix,
-        timeout: Duration::from_secs_f64(timeout),
+        timeout: capped_seconds(timeout),
     })
+}
+
+/// A configured number of seconds (positive, finite), capped as stored durations are.
+fn capped_seconds(secs: f64) -> Duration {
+    crate::resource::Seconds::from_f64(secs).map_or(crate::resource::MAX_DURATION, |s| s.get())
 }
 
 #[cfg(test)]

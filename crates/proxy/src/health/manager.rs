@@ -57,9 +57,8 @@ fn reconcile(
     resolver: &Arc<Resolver>,
 ) {
     let wanted: HashMap<&str, &Arc<UpstreamHealth>> = snapshot
-        .upstreams()
+        .checked_upstreams()
         .filter_map(|up| up.health.as_ref())
-        .filter(|health| health.checks.active.is_some())
         .map(|health| (health.key.as_str(), health))
         .collect();
     running.retain(|key, checker| {
