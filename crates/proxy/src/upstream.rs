@@ -110,13 +110,20 @@ impl Upstream {
             .iter()
             // A draining node takes no new sessions and loses its established ones (paced).
             .filter(|node| !node.draining)
-            .map(|node| NodeSpec {
-                host: node.host.clone(),
-                port: node.port,
-                weight: node.weight,
-                priority: node.priority,
+            .map(|node| {
+                Ok(NodeSpec {
+                    host: node.host.clone(),
+                    port: node.port.ok_or_else(|| {
+                        format!(
+                            "node {} has no port (a stream upstream needs one)",
+                            node.host
+                        )
+                    })?,
+                    weight: node.weight,
+                    priority: node.priority,
+                })
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
         let algorithm = match &conf.balancing {
             Balancing::RoundRobin => Algorithm::RoundRobin,
             Balancing::Chash => Algorithm::Chash,

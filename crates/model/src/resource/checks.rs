@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{Count, Port, Seconds};
+use super::{Count, Int, Port, Seconds};
 
 /// The `type` of a check. streamgate probes every type with a TCP connect (stream upstreams
 /// speak no HTTP); the configured name is kept for the control API.
@@ -94,8 +94,9 @@ struct RawActive {
     kind: CheckType,
     #[serde(default)]
     timeout: Option<Seconds>,
+    /// The schema sets no minimum.
     #[serde(default)]
-    concurrency: Option<Count>,
+    concurrency: Option<Int>,
     #[serde(default)]
     host: Option<String>,
     #[serde(default)]
@@ -133,8 +134,8 @@ impl From<RawChecks> for Checks {
         let active = raw.active.map(|a| Active {
             kind: a.kind,
             timeout: interval(a.timeout),
-            concurrency: a.concurrency.map_or(10, |Count(n)| {
-                usize::try_from(n).map_or(MAX_CONCURRENCY, |n| n.clamp(1, MAX_CONCURRENCY))
+            concurrency: a.concurrency.map_or(10, |Int(n)| {
+                usize::try_from(n.max(1)).map_or(MAX_CONCURRENCY, |n| n.min(MAX_CONCURRENCY))
             }),
             host: a.host,
             port: a.port.map(|p| p.0),

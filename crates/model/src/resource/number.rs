@@ -14,7 +14,8 @@ use serde_json::Number;
 /// computed from it fits an `Instant`).
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// A non-negative number of seconds, capped at [`MAX_DURATION`].
+/// A number of seconds, capped at [`MAX_DURATION`]; negative counts as 0 (unset, where the
+/// schema has no minimum).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Seconds {
     duration: Duration,
@@ -23,12 +24,13 @@ pub struct Seconds {
 }
 
 impl Seconds {
-    /// Converts a stored number of seconds without ever panicking: negative and NaN values are
-    /// refused, longer ones capped.
+    /// Converts a stored number of seconds without ever panicking: NaN is refused, negative
+    /// values count as 0, longer ones are capped.
     pub fn from_f64(secs: f64) -> Result<Seconds, &'static str> {
-        if secs.is_nan() || secs < 0.0 {
-            return Err("expected a non-negative number of seconds");
+        if secs.is_nan() {
+            return Err("expected a number of seconds");
         }
+        let secs = secs.max(0.0);
         match Duration::try_from_secs_f64(secs) {
             Ok(duration) if duration <= MAX_DURATION => Ok(Seconds {
                 duration,
@@ -173,7 +175,7 @@ mod tests {
         }
         let at_cap = seconds(json!(31_536_000)).unwrap();
         assert_eq!((at_cap.get(), at_cap.capped()), (MAX_DURATION, false));
-        assert!(seconds(json!(-1)).is_err());
+        assert_eq!(seconds(json!(-1)).unwrap().positive(), None);
         assert!(seconds(json!("1")).is_err());
         assert!(Seconds::from_f64(f64::NAN).is_err());
         assert_eq!(

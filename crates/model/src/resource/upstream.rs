@@ -40,7 +40,9 @@ impl Upstream {
 pub struct Node {
     /// IPv6 hosts bracketed, as APISIX keeps them, so `host:port` is unambiguous.
     pub host: String,
-    pub port: u16,
+    /// `None` when the stored node has none: APISIX stores it, but a stream upstream cannot
+    /// connect to it (the compiler refuses the upstream).
+    pub port: Option<u16>,
     pub weight: u32,
     pub priority: i32,
     /// `metadata.draining`: the node takes no new sessions and loses its established ones.
@@ -139,9 +141,11 @@ fn nodes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Node>>
             .map(|(addr, weight)| {
                 let (host, port) = split_host_port(addr);
                 let port = port
-                    .and_then(|p| p.parse::<u16>().ok())
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| D::Error::custom(format!("node {addr} has no valid port")))?;
+                    .map(|p| p.parse::<u16>().ok().filter(|p| *p > 0))
+                    .map(|p| {
+                        p.ok_or_else(|| D::Error::custom(format!("invalid port in node {addr}")))
+                    })
+                    .transpose()?;
                 let weight = Count::deserialize(weight)
                     .map_err(|e| D::Error::custom(format!("node {addr}: weight: {e}")))?;
                 Ok(Node {
@@ -159,12 +163,9 @@ fn nodes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Node>>
             .map(|node| {
                 let node = ListedNode::deserialize(node)
                     .map_err(|e| D::Error::custom(format!("node {node}: {e}")))?;
-                let port = node.port.ok_or_else(|| {
-                    D::Error::custom(format!("node {} has no valid port", node.host))
-                })?;
                 Ok(Node {
                     host: bracket(&node.host),
-                    port: port.0,
+                    port: node.port.map(|p| p.0),
                     weight: node.weight.map_or(0, Count::saturating_u32),
                     priority: node.priority.map_or(0, Int::saturating_i32),
                     draining: node.metadata.and_then(|m| m.draining) == Some(true),
