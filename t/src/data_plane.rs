@@ -12,6 +12,8 @@ pub struct DataPlane {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub stream: SocketAddr,
+    /// The control API's port.
+    pub control: u16,
 }
 
 impl DataPlane {
@@ -25,10 +27,12 @@ impl DataPlane {
             1,
         );
         ensure!(config != shipped, "the shipped config changed shape");
+        let (config, control) = crate::extremes::with_control(&config);
         let mut node = DataPlane {
             child: None,
             dir: tempfile::tempdir()?,
             stream: SocketAddr::from(([127, 0, 0, 1], stream)),
+            control,
         };
         std::fs::create_dir(node.dir.path().join("conf"))?;
         std::fs::write(node.dir.path().join("conf/config.yaml"), config)?;

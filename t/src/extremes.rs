@@ -187,14 +187,15 @@ pub fn cases() -> Vec<Case> {
 }
 
 /// PUTs every case through the Admin API at `admin`. Each must be answered 2xx, or 400 with an
-/// `error_msg`; returns how many were accepted, or the writes answered otherwise.
-pub fn put_all(admin: SocketAddr, cases: &[Case]) -> Result<usize, String> {
+/// `error_msg`; returns the keys (`<dir>/<id>`) of the refused ones, or the writes answered
+/// otherwise.
+pub fn put_all(admin: SocketAddr, cases: &[Case]) -> Result<Vec<String>, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
-    let (mut accepted, mut wrong) = (0, Vec::new());
+    let (mut refused, mut wrong) = (Vec::new(), Vec::new());
     for case in cases {
         let url = format!("http://{admin}{}", case.path());
         let answer = agent
@@ -207,14 +208,14 @@ pub fn put_all(admin: SocketAddr, cases: &[Case]) -> Result<usize, String> {
                 (r.status().as_u16(), body)
             });
         match answer {
-            Ok((200..=299, _)) => accepted += 1,
-            Ok((400, body)) if refusal(&body) => {}
+            Ok((200..=299, _)) => {}
+            Ok((400, body)) if refusal(&body) => refused.push(format!("{}/{}", case.dir, case.id)),
             Ok((status, body)) => wrong.push(format!("PUT {}: {status} {body}", case.path())),
             Err(e) => wrong.push(format!("PUT {}: {e}", case.path())),
         }
     }
     if wrong.is_empty() {
-        return Ok(accepted);
+        return Ok(refused);
     }
     let shown = wrong.iter().take(8).cloned().collect::<Vec<_>>().join("\n");
     Err(format!(
@@ -278,4 +279,53 @@ pub fn excerpt(log: &str) -> String {
     shown.push("--- the last lines, without backtraces and sessions:");
     shown.extend(quiet.iter().skip(quiet.len().saturating_sub(15)));
     shown.join("\n")
+}
+
+/// Serves the control API of a gateway started on `config` on a free port: the config, and
+/// that port.
+pub fn with_control(config: &str) -> (String, u16) {
+    let port = crate::free_port();
+    let block = format!(
+        "\napisix:\n  enable_control: true\n  control:\n    ip: 127.0.0.1\n    port: {port}\n"
+    );
+    let changed = config.replacen("\napisix:\n", &block, 1);
+    assert_ne!(changed, config, "the config has no `apisix:` block");
+    (changed, port)
+}
+
+/// The keys (`<dir>/<id>`) `GET /v1/config/errors` lists on the control API at `port`, once
+/// the gateway answers.
+pub fn config_errors(port: u16) -> Result<Vec<String>, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let url = format!("http://127.0.0.1:{port}/v1/config/errors");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let body = loop {
+        match agent.get(&url).call() {
+            Ok(mut answer) => {
+                break answer
+                    .body_mut()
+                    .read_to_string()
+                    .map_err(|e| e.to_string())?
+            }
+            Err(e) if std::time::Instant::now() > deadline => return Err(format!("{url}: {e}")),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let body: Value = serde_json::from_str(&body).map_err(|e| format!("{url}: {e}: {body}"))?;
+    Ok(body["errors"]
+        .as_array()
+        .ok_or_else(|| format!("{url}: no errors list: {body}"))?
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["resource"].as_str().unwrap_or_default(),
+                e["id"].as_str().unwrap_or_default()
+            )
+        })
+        .collect())
 }

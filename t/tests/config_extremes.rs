@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sg_blackbox::data_plane::DataPlane;
 use sg_blackbox::etcd::{etcd_config, Etcd};
-use sg_blackbox::extremes::{cases, excerpt, put_all, wait_answer, Case, PATIENCE};
+use sg_blackbox::extremes::{
+    cases, config_errors, excerpt, put_all, wait_answer, with_control, Case, PATIENCE,
+};
 use sg_blackbox::tcp::NamedServer;
 use sg_blackbox::{config_with_tcp, free_port, Gateway};
 
@@ -28,18 +30,20 @@ struct Node {
     provider: &'static str,
     gw: Gateway,
     stream: SocketAddr,
+    control: u16,
 }
 
 impl Node {
     fn start(provider: &'static str, config: impl FnOnce(u16, &[String]) -> String) -> Node {
         let (admin, port) = (free_port(), free_port());
-        let config = config(admin, &[format!("\"127.0.0.1:{port}\"")]);
+        let (config, control) = with_control(&config(admin, &[format!("\"127.0.0.1:{port}\"")]));
         let gw = Gateway::start_with(&config, admin)
             .unwrap_or_else(|e| panic!("{provider}: the gateway does not start: {e}"));
         Node {
             provider,
             gw,
             stream: SocketAddr::from(([127, 0, 0, 1], port)),
+            control,
         }
     }
 
@@ -70,8 +74,10 @@ impl Node {
         }
     }
 
-    /// Steps 1 to 3; `bypass` writes straight into the store after the Admin API writes.
-    fn survives_extremes(mut self, bypass: impl FnOnce(&Gateway)) {
+    /// Steps 1 to 3; `bypass` writes straight into the store after the Admin API writes, and
+    /// names the objects the control API must then list as unusable. Returns the keys of the
+    /// writes the Admin API refused.
+    fn survives_extremes(mut self, bypass: impl FnOnce(&Gateway) -> Vec<String>) -> Vec<String> {
         let a = NamedServer::start("127.0.0.1", "a").unwrap();
         let b = NamedServer::start("127.0.0.1", "b").unwrap();
         // A baseline: a later failure is then the extreme objects' doing, not the set-up's.
@@ -79,11 +85,12 @@ impl Node {
         self.serves("a", "before the extreme writes");
 
         let cases = cases();
-        let accepted = put_all(self.gw.admin, &cases).unwrap_or_else(|e| {
+        let refused = put_all(self.gw.admin, &cases).unwrap_or_else(|e| {
             let log = excerpt(&self.gw.log());
             panic!("{}: step 1, extreme writes: {e}\n{log}", self.provider)
         });
-        bypass(&self.gw);
+        let accepted = cases.len() - refused.len();
+        let unusable = bypass(&self.gw);
 
         let step = format!(
             "step 2, a change after {accepted} of {} extreme objects were accepted",
@@ -93,6 +100,14 @@ impl Node {
         self.serves("b", &format!("{step} (route moved to listener b)"));
         self.route_to(&a, &step);
         self.serves("a", &format!("{step} (route moved back to listener a)"));
+        // Every object the Admin API accepted was compiled: none is listed as unusable.
+        let listed =
+            config_errors(self.control).unwrap_or_else(|e| panic!("{}: {e}", self.provider));
+        assert_eq!(
+            listed, unusable,
+            "{}: {step}: /v1/config/errors",
+            self.provider
+        );
 
         if let Err(e) = self.gw.restart() {
             let error = e.to_string();
@@ -106,12 +121,13 @@ impl Node {
         self.serves("a", "step 3, after a restart on the same store");
         self.route_to(&b, "step 3, a change after the restart");
         self.serves("b", "step 3, a change after the restart");
+        refused
     }
 }
 
 #[test]
 fn embedded_store_survives_extreme_numbers() {
-    Node::start("embedded", config_with_tcp).survives_extremes(|_| {});
+    Node::start("embedded", config_with_tcp).survives_extremes(|_| Vec::new());
 }
 
 /// Cases also written straight into etcd under `direct.<id>`, as APISIX or etcdctl write them.
@@ -142,6 +158,13 @@ fn etcd_survives_extreme_numbers() {
                 "etcd: step 1, {dir}/{id} written into etcd is not listed by the Admin API"
             );
         }
+        // What the Admin API would refuse, written by another tool, is listed as unusable.
+        etcd.put(
+            "/apisix/stream_routes/direct.refused",
+            r#"{"upstream":{"nodes":{"127.0.0.1:1":1},"retries":-1}}"#,
+        )
+        .unwrap_or_else(|e| panic!("etcd: step 1, direct write of an invalid route: {e}"));
+        vec!["stream_routes/direct.refused".to_owned()]
     });
 }
 
@@ -195,6 +218,15 @@ fn standalone_yaml_survives_extreme_numbers() {
     let mut node = DataPlane::start(&apisix_yaml(&cases, &a)).unwrap();
     let step = format!("step 1, apisix.yaml with {} extreme objects", cases.len());
     data_plane_serves(&mut node, "a", &step);
+    // The items of the file that are not served are exactly those the Admin API refuses.
+    let mut refused = Node::start("embedded", config_with_tcp).survives_extremes(|_| Vec::new());
+    let mut listed = config_errors(node.control).unwrap_or_else(|e| panic!("yaml: {e}"));
+    refused.sort();
+    listed.sort();
+    assert_eq!(
+        listed, refused,
+        "yaml: {step}: /v1/config/errors against the Admin API's 400s"
+    );
 
     node.write(&apisix_yaml(&cases, &b)).unwrap();
     data_plane_serves(&mut node, "b", "step 2, the route moved to listener b");

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use sg_model::resource::{self, Ssl, StreamRoute};
 use sg_model::{decode, Keyring, Kind};
+use sg_store::Rejected;
 
 use crate::metrics::{ResourceLabels, METRICS};
 use crate::route::{Route, RouteTable};
@@ -76,6 +77,8 @@ pub struct Compilation {
     /// Every compiled route, in matching order, as snapshots share them.
     table: RouteTable,
     errors: BTreeMap<(Kind, String), String>,
+    /// Objects the store holds but does not hand over (see `ConfigStore::rejected`).
+    store_errors: BTreeMap<(Kind, String), String>,
 }
 
 fn named_key(id: &str) -> String {
@@ -105,6 +108,7 @@ impl Compilation {
             index: Upstreams::default(),
             table: RouteTable::default(),
             errors: BTreeMap::new(),
+            store_errors: BTreeMap::new(),
         }
     }
 
@@ -396,11 +400,34 @@ impl Compilation {
         self.table.replace(old.as_deref(), compiled);
     }
 
+    /// Lists the objects the store holds but does not serve; the store logged them, the new
+    /// ones are counted here.
+    pub fn set_store_rejected(&mut self, rejected: Vec<Rejected>) {
+        let listed = rejected
+            .into_iter()
+            .map(|r| ((r.kind, r.id), r.reason))
+            .collect::<BTreeMap<_, _>>();
+        for (kind, _) in listed
+            .keys()
+            .filter(|key| !self.store_errors.contains_key(*key))
+        {
+            METRICS
+                .config_rejected
+                .get_or_create(&ResourceLabels {
+                    resource: kind.dir(),
+                })
+                .inc();
+        }
+        self.store_errors = listed;
+    }
+
     /// The snapshot of the current state.
     pub fn snapshot(&self, revision: u64) -> Snapshot {
         let errors = self
-            .errors
+            .store_errors
             .iter()
+            .filter(|(key, _)| !self.errors.contains_key(*key))
+            .chain(&self.errors)
             .map(|((kind, id), reason)| ConfigError {
                 kind: *kind,
                 id: id.clone(),

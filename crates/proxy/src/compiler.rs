@@ -88,6 +88,7 @@ pub async fn run_compiler(
     let (revision, objects) = load_all(store.as_ref()).await?;
     let mut compilation = Compilation::new(keyring.clone());
     compilation.reload(objects);
+    compilation.set_store_rejected(store.rejected());
     let first = compilation.snapshot(revision);
     let deferred = Arc::new(DeferredListeners::new(first.routes.clients_speak_first()));
     let current = Arc::new(ArcSwap::from_pointee(first));
@@ -184,6 +185,7 @@ async fn follow(
         } else {
             compilation.apply(changes);
         }
+        compilation.set_store_rejected(store.rejected());
         publisher.publish(compilation.snapshot(revision));
     }
 }

@@ -8,7 +8,10 @@ mod embedded;
 mod etcd;
 mod yaml;
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
+use sg_model::Kind;
 use tokio::sync::broadcast;
 
 pub use embedded::EmbeddedStore;
@@ -64,6 +67,29 @@ pub struct Put {
     pub entry: Entry,
 }
 
+/// A stored object a provider does not serve (not JSON, or refused by the Admin API's checks),
+/// and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub kind: Kind,
+    pub id: String,
+    pub reason: String,
+}
+
+impl Rejected {
+    /// The listing of a provider's rejected objects, by kind and id.
+    pub(crate) fn list(objects: &BTreeMap<(Kind, String), String>) -> Vec<Rejected> {
+        objects
+            .iter()
+            .map(|((kind, id), reason)| Rejected {
+                kind: *kind,
+                id: id.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+}
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -106,4 +132,10 @@ pub trait ConfigStore: Send + Sync + 'static {
 
     /// Changes made after this call.
     fn watch(&self) -> broadcast::Receiver<Event>;
+
+    /// The objects the provider holds but does not serve, as of its last change (the Admin API
+    /// never stores one; etcd and `apisix.yaml` may hold them).
+    fn rejected(&self) -> Vec<Rejected> {
+        Vec::new()
+    }
 }

@@ -14,18 +14,22 @@ use serde_json::Value;
 use sg_model::{check, Keyring, Kind};
 use tokio::sync::broadcast;
 
-use crate::{ConfigStore, Entry, Event, Put, StoreError};
+use crate::{ConfigStore, Entry, Event, Put, Rejected, StoreError};
 
 /// How often the file is looked at (APISIX's interval).
 const POLL: Duration = Duration::from_secs(1);
 
 type Objects = BTreeMap<Kind, BTreeMap<String, Entry>>;
 
+/// Items of the file that are not served, and why.
+type Refused = BTreeMap<(Kind, String), String>;
+
 /// The objects of the last complete file.
 #[derive(Debug, Default)]
 struct State {
     revision: u64,
     objects: Objects,
+    refused: Refused,
     /// The content last looked at, applied or refused: an unchanged file is not parsed again.
     seen: Option<Vec<u8>>,
 }
@@ -85,9 +89,10 @@ impl Shared {
                 tracing::warn!("{reason}");
                 false
             }
-            Ok(objects) => {
+            Ok((objects, refused)) => {
                 state.revision = revision;
                 state.objects = objects;
+                state.refused = refused;
                 drop(state);
                 tracing::info!(path = %self.path.display(), revision, "standalone configuration loaded");
                 let _ = self.events.send(Event::Reset { revision });
@@ -131,8 +136,13 @@ async fn poll(shared: Arc<Shared>) {
     }
 }
 
-/// The file's objects, checked, or why the whole file is refused.
-fn parse(path: &Path, content: &[u8], keyring: &Keyring, revision: u64) -> Result<Objects, String> {
+/// The file's objects, checked, and the items refused; or why the whole file is refused.
+fn parse(
+    path: &Path,
+    content: &[u8],
+    keyring: &Keyring,
+    revision: u64,
+) -> Result<(Objects, Refused), String> {
     let text = std::str::from_utf8(content)
         .map_err(|e| format!("{} is not UTF-8: {e}", path.display()))?;
     if !text.trim_end().ends_with("#END") {
@@ -171,11 +181,12 @@ fn parse(path: &Path, content: &[u8], keyring: &Keyring, revision: u64) -> Resul
             .and_then(|items| items.iter().find(|(i, _)| i == id))
             .map(|(_, value)| value.clone()))
     };
-    let mut objects = Objects::new();
+    let (mut objects, mut refused) = (Objects::new(), Refused::new());
     for (kind, items) in &raw {
         for (id, item) in items {
             if let Err(reason) = check::check(*kind, item, keyring, &lookup) {
                 tracing::warn!(path = %path.display(), item = %format!("{}/{id}", kind.dir()), %reason, "invalid item skipped");
+                refused.insert((*kind, id.clone()), reason);
                 continue;
             }
             let mut value = item.clone();
@@ -191,7 +202,7 @@ fn parse(path: &Path, content: &[u8], keyring: &Keyring, revision: u64) -> Resul
             objects.entry(*kind).or_default().insert(id.clone(), entry);
         }
     }
-    Ok(objects)
+    Ok((objects, refused))
 }
 
 /// `${{VAR}}` and `${{VAR:=default}}` in string values, as APISIX resolves them: a value that
@@ -282,6 +293,10 @@ impl ConfigStore for YamlStore {
 
     fn watch(&self) -> broadcast::Receiver<Event> {
         self.shared.events.subscribe()
+    }
+
+    fn rejected(&self) -> Vec<Rejected> {
+        Rejected::list(&self.shared.state.read().refused)
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 
 use self::client::Client;
 use self::codec::{b64, header_revision, num, KeyValue, Layout};
-use crate::{ConfigStore, Entry, Event, Put, StoreError};
+use crate::{ConfigStore, Entry, Event, Put, Rejected, StoreError};
 
 /// How often start-up tries to reach etcd (APISIX's `startup_retry` is 2 retries).
 const STARTUP_ATTEMPTS: u32 = 3;
@@ -30,10 +30,13 @@ struct View {
     /// The etcd cluster they come from.
     cluster: String,
     objects: BTreeMap<Kind, BTreeMap<String, Entry>>,
+    /// Objects in etcd that are not served, and why.
+    rejected: BTreeMap<(Kind, String), String>,
 }
 
 impl View {
     fn insert(&mut self, kind: Kind, entry: Entry) {
+        self.rejected.remove(&(kind, entry.id.clone()));
         self.objects
             .entry(kind)
             .or_default()
@@ -41,9 +44,16 @@ impl View {
     }
 
     fn remove(&mut self, kind: Kind, id: &str) {
+        self.rejected.remove(&(kind, id.to_owned()));
         if let Some(objects) = self.objects.get_mut(&kind) {
             objects.remove(id);
         }
+    }
+
+    /// Records an object that etcd holds and that is not served.
+    fn reject(&mut self, kind: Kind, id: &str, reason: String) {
+        self.remove(kind, id);
+        self.rejected.insert((kind, id.to_owned()), reason);
     }
 }
 
@@ -205,6 +215,10 @@ impl ConfigStore for EtcdStore {
 
     fn watch(&self) -> broadcast::Receiver<Event> {
         self.shared.events.subscribe()
+    }
+
+    fn rejected(&self) -> Vec<Rejected> {
+        Rejected::list(&self.shared.view.read().rejected)
     }
 }
 

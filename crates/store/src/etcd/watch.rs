@@ -67,7 +67,8 @@ pub(super) async fn load(
                     },
                 ),
                 Err(reason) => {
-                    tracing::warn!(key = %kv.key, %reason, "invalid object in etcd skipped")
+                    tracing::warn!(key = %kv.key, %reason, "invalid object in etcd skipped");
+                    view.reject(kind, id, reason);
                 }
             }
         }
@@ -220,6 +221,7 @@ fn apply(shared: &Shared, event: &Value) -> Result<(), EtcdError> {
         },
         Some(Err(reason)) => {
             tracing::warn!(key = %kv.key, %reason, "invalid object in etcd skipped");
+            shared.view.write().reject(kind, id, reason);
             Event::Delete {
                 dir,
                 id: id.to_owned(),
@@ -235,9 +237,11 @@ fn apply(shared: &Shared, event: &Value) -> Result<(), EtcdError> {
     {
         let mut view = shared.view.write();
         view.revision = view.revision.max(revision);
-        match &change {
-            Event::Put { entry, .. } => view.insert(kind, entry.clone()),
-            _ => view.remove(kind, id),
+        match (&change, deleted) {
+            (Event::Put { entry, .. }, _) => view.insert(kind, entry.clone()),
+            (_, true) => view.remove(kind, id),
+            // Refused above: kept as rejected.
+            (_, false) => {}
         }
     }
     let _ = shared.events.send(change);

@@ -27,13 +27,17 @@ upstreams:
 #END
 "#;
 
-fn objects(text: &str) -> Result<Objects, String> {
+fn parsed(text: &str) -> Result<(Objects, Refused), String> {
     parse(
         Path::new("conf/apisix.yaml"),
         text.as_bytes(),
         &Keyring::apisix_default(),
         7,
     )
+}
+
+fn objects(text: &str) -> Result<Objects, String> {
+    parsed(text).map(|(objects, _)| objects)
 }
 
 fn ids(objects: &Objects, kind: Kind) -> Vec<String> {
@@ -89,9 +93,25 @@ upstreams:
       "127.0.0.1:99999": 1
 #END
 "#;
-    let objects = objects(text).unwrap();
+    let (objects, refused) = parsed(text).unwrap();
     assert_eq!(ids(&objects, Kind::StreamRoute), ["good"]);
     assert_eq!(ids(&objects, Kind::Upstream), ["up"]);
+    // Each refused item is listed with its reason, for the compiler's error listing.
+    let listed: Vec<(Kind, &str)> = refused.keys().map(|(k, id)| (*k, id.as_str())).collect();
+    assert_eq!(
+        listed,
+        [
+            (Kind::StreamRoute, "arr_5"),
+            (Kind::StreamRoute, "bad-addr"),
+            (Kind::StreamRoute, "bad-plugin"),
+            (Kind::StreamRoute, "dangling"),
+            (Kind::Upstream, "bad-port")
+        ]
+    );
+    assert_eq!(
+        refused[&(Kind::Upstream, "bad-port".into())],
+        "invalid port 99999"
+    );
 }
 
 #[test]
