@@ -114,7 +114,8 @@ fn sni_key(route: &Route) -> Option<SniKey> {
 
 impl RouteTable {
     /// Orders compiled routes for matching.
-    pub fn new(routes: Vec<Arc<Route>>) -> RouteTable {
+    #[cfg(test)]
+    pub(crate) fn new(routes: Vec<Arc<Route>>) -> RouteTable {
         let mut table = RouteTable::default();
         for route in routes {
             table.insert(route);
