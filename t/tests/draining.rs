@@ -127,3 +127,84 @@ fn a_removed_node_is_drained_at_the_configured_rate() {
     );
     drop(more);
 }
+
+/// The time from the first close to the last among the sessions `server` saw end.
+fn spread(server: &HoldingServer, count: usize) -> Duration {
+    wait_until("the sessions drained", Duration::from_secs(10), || {
+        server.closed().len() == count
+    });
+    let closed = server.closed();
+    *closed.iter().max().unwrap() - *closed.iter().min().unwrap()
+}
+
+/// 20 sessions at 50 per second take about 0.38 s from the first close to the last.
+const PACED: Duration = Duration::from_millis(300);
+
+#[test]
+fn pacing_holds_for_every_way_a_node_leaves_after_a_calm_spell() {
+    let (gw, listen) = gateway(50);
+    let route = |node: SocketAddr| json!({"upstream": {"nodes": {node.to_string(): 1}}});
+    let put = |body: serde_json::Value| {
+        gw.admin("PUT", "/apisix/admin/stream_routes/1", &body.to_string())
+            .status
+    };
+    let fill = |server: &HoldingServer| {
+        assert!(matches!(put(route(server.addr)), 200 | 201));
+        let sessions = open_sessions(listen, 20);
+        wait_until("20 sessions", Duration::from_secs(10), || {
+            gw.metric("streamgate_stream_active_connections{route=\"1\"}") == 20.0
+        });
+        // The drainer has been idle for a while when the node leaves, as in production:
+        // missed ticks must not be caught up at once.
+        std::thread::sleep(Duration::from_secs(1));
+        sessions
+    };
+
+    // The node is replaced by another.
+    let (a, b) = (
+        HoldingServer::start("127.0.0.1").unwrap(),
+        HoldingServer::start("127.0.0.1").unwrap(),
+    );
+    let held = fill(&a);
+    assert_eq!(put(route(b.addr)), 200);
+    let replaced = spread(&a, 20);
+    assert!(
+        replaced >= PACED,
+        "node replaced: closed within {replaced:?}"
+    );
+    drop(held);
+
+    // The node is marked draining.
+    let c = HoldingServer::start("127.0.0.1").unwrap();
+    let held = fill(&c);
+    let draining = json!({"upstream": {"nodes": [
+        {"host": "127.0.0.1", "port": c.addr.port(), "weight": 1, "metadata": {"draining": true}},
+        {"host": "127.0.0.1", "port": b.addr.port(), "weight": 1}]}});
+    assert_eq!(put(draining), 200);
+    let marked = spread(&c, 20);
+    assert!(
+        marked >= PACED,
+        "node marked draining: closed within {marked:?}"
+    );
+    drop(held);
+
+    // The route goes away.
+    let d = HoldingServer::start("127.0.0.1").unwrap();
+    let held = fill(&d);
+    assert_eq!(
+        gw.admin("DELETE", "/apisix/admin/stream_routes/1", "")
+            .status,
+        200
+    );
+    let deleted = spread(&d, 20);
+    assert!(deleted >= PACED, "route deleted: closed within {deleted:?}");
+    drop(held);
+
+    // SIGTERM.
+    let e = HoldingServer::start("127.0.0.1").unwrap();
+    let held = fill(&e);
+    gw.signal_term().unwrap();
+    let stopped = spread(&e, 20);
+    assert!(stopped >= PACED, "SIGTERM: closed within {stopped:?}");
+    drop(held);
+}

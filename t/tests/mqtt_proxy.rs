@@ -300,3 +300,39 @@ fn a_route_whose_server_speaks_first_is_not_held_back_by_mqtt_routes() {
         "greeted after {waited:?}"
     );
 }
+
+/// Connects with a keep-alive of 2 s, stays silent 1.6 s (past the upstream's 1 s idle
+/// timeout, within 1.5 × the keep-alive), then checks the session still carries bytes.
+fn alive_after_a_silence(s: &Setup) -> bool {
+    use std::io::{Read, Write};
+    let connect = hex("10 0f 00 04 4d 51 54 54 04 02 00 02 00 03 66 6f 6f");
+    let mut client = sg_blackbox::tcp::connect_from("127.0.0.1", s.listen).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.write_all(&connect).unwrap();
+    let mut answer = vec![0; 2 + connect.len()];
+    client.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer[..2], b"k\n");
+    std::thread::sleep(Duration::from_millis(1600));
+    if client.write_all(b"ping").is_err() {
+        return false;
+    }
+    let mut echo = [0; 4];
+    client.read_exact(&mut echo).is_ok() && &echo == b"ping"
+}
+
+#[test]
+fn idle_sessions_follow_the_clients_keepalive() {
+    let s = start("");
+    let server = NamedServer::start("127.0.0.1", "k").unwrap();
+    let upstream = json!({"type": "roundrobin", "nodes": {server.addr.to_string(): 1},
+                          "timeout": {"connect": 1, "send": 1, "read": 1}});
+    let mut route = mqtt_route(4, upstream, s.listen.port());
+    assert_eq!(s.route(route.clone()), 201);
+    assert!(alive_after_a_silence(&s), "cut before 1.5 x the keep-alive");
+    // Switched off, the upstream's idle timeout applies, as in APISIX.
+    route["plugins"]["mqtt-proxy"]["keepalive_idle_timeout"] = json!(false);
+    assert_eq!(s.route(route), 200);
+    assert!(!alive_after_a_silence(&s), "kept past the idle timeout");
+}

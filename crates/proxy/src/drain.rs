@@ -120,6 +120,9 @@ impl Drainer {
 
     async fn close_paced(&self) {
         let mut ticks = tokio::time::interval(self.interval);
+        // After a calm spell the missed ticks must not be caught up at once (tokio's default):
+        // that closed every session of a leaving node in the same millisecond.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.queue.lock().pop_front();
             match next {
@@ -143,9 +146,20 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sessions_of_leaving_nodes_close_at_the_rate() {
+        sessions_close_at_the_rate(Duration::ZERO).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_holds_after_a_calm_spell() {
+        sessions_close_at_the_rate(Duration::from_secs(600)).await;
+    }
+
+    /// A node leaves `calm` after the drainer started.
+    async fn sessions_close_at_the_rate(calm: Duration) {
         let drainer = Drainer::new(10.0).unwrap();
         let closer = drainer.clone();
         tokio::spawn(async move { closer.close_paced().await });
+        tokio::time::sleep(calm).await;
         let staying = drainer.register("upstreams/1", "a:1".into());
         let leaving: Vec<_> = (0..5)
             .map(|_| drainer.register("upstreams/1", "b:1".into()))

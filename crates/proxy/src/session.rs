@@ -29,6 +29,7 @@ use crate::resolve::Resolver;
 use crate::route::Route;
 use crate::storm::StormGuard;
 use crate::tls::accept;
+use crate::upstream::Upstream;
 use crate::vars::ConnVars;
 use crate::waiting::{Accepted, Waiting};
 
@@ -223,6 +224,7 @@ async fn set_up(
             mqtt_client_id: None,
         },
         leases: Vec::new(),
+        idle_at_least: None,
     };
     let preread = match preread::run(
         &route.plugins,
@@ -280,7 +282,7 @@ async fn set_up(
     drop(preread);
     route.metrics.active.inc();
     Some(Established {
-        relay: Relaying::new(client, stream, upstream.idle_timeout),
+        relay: Relaying::new(client, stream, idle_timeout(&upstream, &ctx)),
         node: connected.addr,
         route,
         ctx,
@@ -289,6 +291,14 @@ async fn set_up(
         started: accepted,
         span,
         _pick: connected.pick,
+    })
+}
+
+/// The upstream's idle timeout (nginx's `proxy_timeout`), raised to what a plugin asked for: an
+/// MQTT client that pings every K seconds must not be cut at 600 s when K is longer.
+fn idle_timeout(upstream: &Upstream, ctx: &Ctx) -> Duration {
+    ctx.idle_at_least.map_or(upstream.idle_timeout, |floor| {
+        floor.max(upstream.idle_timeout)
     })
 }
 

@@ -75,6 +75,14 @@ pub struct MqttProxyConf {
     /// Answer a name or level mismatch with a CONNACK before closing (streamgate extension).
     #[serde(default)]
     pub reject_with_connack: bool,
+    /// A session whose CONNECT declares a keep-alive of K > 0 seconds stays up while idle for
+    /// at least 1.5 × K, as the broker keeps it (streamgate extension, on by default).
+    #[serde(default = "yes")]
+    pub keepalive_idle_timeout: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn mqtt() -> String {

@@ -249,7 +249,7 @@ fn plugin_meta() -> Value {
 const PLUGIN_MARK: &str = "this is a mark for our injected plugin schema";
 
 /// The `mqtt-proxy` plugin schema, with `_meta` injected as APISIX serves it, plus
-/// streamgate's opt-in `reject_with_connack`.
+/// streamgate's opt-in `reject_with_connack` and `keepalive_idle_timeout` (on by default).
 pub fn mqtt_proxy() -> Value {
     json!({
         "type": "object",
@@ -258,6 +258,7 @@ pub fn mqtt_proxy() -> Value {
             "protocol_name": {"type": "string", "default": "MQTT"},
             "protocol_level": {"type": "integer"},
             "reject_with_connack": {"type": "boolean", "default": false},
+            "keepalive_idle_timeout": {"type": "boolean", "default": true},
             "_meta": plugin_meta()
         },
         "required": ["protocol_level"]

@@ -77,12 +77,15 @@ impl LimitConn {
         }
     }
 
-    /// The limit key of this connection; `None` when a combination resolves to nothing.
-    fn key(&self, ctx: &Ctx) -> Option<String> {
+    /// The limit key of this connection. A key that comes out empty (a variable not set, a
+    /// combination none of whose variables is set) is the client's address, as in APISIX: an
+    /// empty key must not let a connection past the limit.
+    fn key(&self, ctx: &Ctx) -> String {
         let mut buf = key_buf();
+        let remote_addr = |buf| String::from_utf8_lossy(ctx.vars.hash_key(None, buf)).into_owned();
         match &self.key {
             KeySpec::Var(var) => {
-                Some(String::from_utf8_lossy(ctx.vars.hash_key(*var, &mut buf)).into_owned())
+                String::from_utf8_lossy(ctx.vars.hash_key(*var, &mut buf)).into_owned()
             }
             KeySpec::Combination(parts) => {
                 let mut key = String::new();
@@ -99,7 +102,11 @@ impl LimitConn {
                         Part::Var(None) => {}
                     }
                 }
-                resolved.then_some(key)
+                if resolved {
+                    key
+                } else {
+                    remote_addr(&mut buf)
+                }
             }
         }
     }
@@ -134,9 +141,7 @@ impl StreamPlugin for LimitConn {
     }
 
     fn preread(&self, ctx: &mut Ctx, _input: Input<'_>) -> Preread {
-        let Some(key) = self.key(ctx) else {
-            return Preread::Continue;
-        };
+        let key = self.key(ctx);
         let full: Arc<str> = format!("{}:{key}", self.scope).into();
         let count = {
             let mut active = ACTIVE.lock();

@@ -19,6 +19,8 @@ pub struct Ctx {
     pub vars: ConnVars,
     /// Held for the session's whole life and dropped at its end (e.g. a limit-conn slot).
     pub leases: Vec<Box<dyn Send + Sync>>,
+    /// The session's idle timeout is at least this (mqtt-proxy: 1.5 × the client's keep-alive).
+    pub idle_at_least: Option<Duration>,
 }
 
 /// Why pre-reading stopped before a plugin was satisfied.

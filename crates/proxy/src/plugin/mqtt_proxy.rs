@@ -2,6 +2,8 @@
 //! route's conf, and exposes the client id as `mqtt_client_id` for chash upstreams. The CONNECT
 //! bytes reach the broker unchanged. Log lines and levels follow APISIX's plugin.
 
+use std::time::Duration;
+
 use sg_model::resource::MqttProxyConf;
 use sg_mqtt::{decode_connect, protocol, Connect, Decoded, Invalid};
 use tracing::{error, info};
@@ -21,6 +23,8 @@ pub struct MqttProxy {
     protocol_level: i64,
     /// Answer a name/level mismatch with a CONNACK before closing (streamgate extension).
     reject_with_connack: bool,
+    /// Keep an idle session up for 1.5 × the client's keep-alive (streamgate extension).
+    keepalive_idle_timeout: bool,
     /// The conf as APISIX's log phase prints it.
     conf: String,
 }
@@ -31,6 +35,7 @@ impl MqttProxy {
             protocol_name: conf.protocol_name.clone(),
             protocol_level: conf.protocol_level.0,
             reject_with_connack: conf.reject_with_connack,
+            keepalive_idle_timeout: conf.keepalive_idle_timeout,
             conf: serde_json::json!({
                 "protocol_name": conf.protocol_name,
                 "protocol_level": conf.protocol_level.0,
@@ -81,6 +86,11 @@ impl MqttProxy {
         info!("mqtt client id: {id}");
         if !id.is_empty() {
             ctx.vars.mqtt_client_id = Some(id.into());
+        }
+        // The broker closes a client silent for 1.5 × its keep-alive (MQTT 3.1.1 §3.1.2.10,
+        // 5.0 §3.1.2.10); 0 means no keep-alive, and the configured timeout stays.
+        if self.keepalive_idle_timeout && connect.keep_alive > 0 {
+            ctx.idle_at_least = Some(Duration::from_millis(u64::from(connect.keep_alive) * 1500));
         }
         Preread::Continue
     }

@@ -12,6 +12,7 @@ fn ctx(remote: &str) -> Ctx {
             mqtt_client_id: None,
         },
         leases: Vec::new(),
+        idle_at_least: None,
     }
 }
 
@@ -131,15 +132,37 @@ fn limit_conn_var_combination() {
         run(&*limit, &mut ctx("127.0.0.5:2"), b"", None),
         Preread::Reject(Reject::silent(503))
     );
+}
+
+#[test]
+fn limit_conn_key_that_comes_out_empty_is_the_client_address() {
+    // Without PROXY protocol these variables are empty: APISIX then limits by remote_addr,
+    // so 5 clients at once against conn 2 + burst 1 get 2 served, 1 delayed and 2 refused.
     let unresolved = only(
         "limit-conn",
-        json!({"conn": 1, "burst": 0, "default_conn_delay": 1,
-        "key_type": "var_combination", "key": "$http_x"}),
+        json!({"conn": 2, "burst": 1, "default_conn_delay": 0.1,
+        "key_type": "var_combination", "key": "$proxy_protocol_addr $proxy_protocol_port"}),
     );
-    let mut a = ctx("127.0.0.6:1");
-    assert_eq!(run(&*unresolved, &mut a, b"", None), Preread::Continue);
+    let mut held = Vec::new();
+    let mut outcomes = Vec::new();
+    for port in 1..=5 {
+        let mut c = ctx(&format!("127.0.0.6:{port}"));
+        outcomes.push(run(&*unresolved, &mut c, b"", None));
+        held.push(c);
+    }
     assert_eq!(
-        run(&*unresolved, &mut ctx("127.0.0.6:1"), b"", None),
+        outcomes,
+        [
+            Preread::Continue,
+            Preread::Continue,
+            Preread::Delay(Duration::from_millis(100)),
+            Preread::Reject(Reject::silent(503)),
+            Preread::Reject(Reject::silent(503)),
+        ]
+    );
+    // Another client address has its own count.
+    assert_eq!(
+        run(&*unresolved, &mut ctx("127.0.0.7:1"), b"", None),
         Preread::Continue
     );
 }
@@ -165,6 +188,32 @@ fn mqtt_proxy_reads_the_connect() {
     let mut e = ctx("127.0.0.1:1");
     assert_eq!(run(&*plugin, &mut e, &empty_id, None), Preread::Continue);
     assert_eq!(e.vars.mqtt_client_id, None);
+}
+
+#[test]
+fn mqtt_proxy_keeps_idle_sessions_for_one_and_a_half_keepalives() {
+    let plugin = only("mqtt-proxy", json!({"protocol_level": 4}));
+    // Keep-alive 700 s (0x02bc): the broker waits 1050 s before it gives up on the client.
+    let connect = hex("10 0f 00 04 4d 51 54 54 04 02 02 bc 00 03 66 6f 6f");
+    let mut c = ctx("127.0.0.1:1");
+    assert_eq!(run(&*plugin, &mut c, &connect, None), Preread::Continue);
+    assert_eq!(c.idle_at_least, Some(Duration::from_secs(1050)));
+    // Keep-alive 0: no keep-alive, the configured timeout stays.
+    let no_keepalive = hex("10 0f 00 04 4d 51 54 54 04 02 00 00 00 03 66 6f 6f");
+    let mut z = ctx("127.0.0.1:1");
+    assert_eq!(
+        run(&*plugin, &mut z, &no_keepalive, None),
+        Preread::Continue
+    );
+    assert_eq!(z.idle_at_least, None);
+    // Switched off: APISIX's behaviour.
+    let off = only(
+        "mqtt-proxy",
+        json!({"protocol_level": 4, "keepalive_idle_timeout": false}),
+    );
+    let mut o = ctx("127.0.0.1:1");
+    assert_eq!(run(&*off, &mut o, &connect, None), Preread::Continue);
+    assert_eq!(o.idle_at_least, None);
 }
 
 #[test]
