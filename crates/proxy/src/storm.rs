@@ -1,17 +1,20 @@
 //! Connect-storm protection, applied at accept before any other work: a token bucket per client
 //! IP and a cap on TLS handshakes in progress. Refusals are counted, never queued.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use lru::LruCache;
 use parking_lot::Mutex;
 use sg_model::settings::StormLimits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// Buckets kept before full ones are forgotten (a full bucket is the same as none).
-const MAX_TRACKED: usize = 65_536;
+/// Client IPs tracked at once. Past it the least recently seen is forgotten (it comes back with
+/// a full bucket), so a flood from any number of source addresses costs bounded memory and
+/// constant work per accept, while a client that keeps connecting stays tracked.
+const MAX_TRACKED: NonZeroUsize = NonZeroUsize::new(65_536).expect("not zero");
 
 struct Bucket {
     tokens: f64,
@@ -25,7 +28,7 @@ pub struct HandshakesFull;
 /// The storm guards of a gateway.
 pub struct StormGuard {
     limits: StormLimits,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<LruCache<IpAddr, Bucket>>,
     handshakes: Option<Arc<Semaphore>>,
 }
 
@@ -33,7 +36,7 @@ impl StormGuard {
     pub fn new(limits: StormLimits) -> Self {
         StormGuard {
             limits,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(LruCache::new(MAX_TRACKED)),
             handshakes: (limits.max_handshakes > 0)
                 .then(|| Arc::new(Semaphore::new(limits.max_handshakes))),
         }
@@ -47,12 +50,7 @@ impl StormGuard {
         }
         let now = Instant::now();
         let mut buckets = self.buckets.lock();
-        if buckets.len() >= MAX_TRACKED {
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.updated).as_secs_f64() * rate < burst
-            });
-        }
-        let bucket = buckets.entry(ip.to_canonical()).or_insert(Bucket {
+        let bucket = buckets.get_or_insert_mut(ip.to_canonical(), || Bucket {
             tokens: burst,
             updated: now,
         });
@@ -103,6 +101,34 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(guard.admit(ip));
         assert!(!guard.admit(ip));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_source_addresses_stays_bounded() {
+        let guard = StormGuard::new(StormLimits {
+            client_rate: 1.0,
+            client_burst: 2.0,
+            max_handshakes: 0,
+        });
+        let heavy: IpAddr = "10.255.255.1".parse().unwrap();
+        let mut heavy_admitted = 0;
+        for n in 0u32..100_000 {
+            let v4 = IpAddr::from((0x0a00_0000 | n).to_be_bytes());
+            let v6 = IpAddr::from(((0x2001_0db8_u128 << 96) | u128::from(n)).to_be_bytes());
+            assert!(
+                guard.admit(v4) && guard.admit(v6),
+                "a first connect is admitted"
+            );
+            // A client that keeps connecting during the flood stays tracked and limited.
+            if n % 1000 == 0 && guard.admit(heavy) {
+                heavy_admitted += 1;
+            }
+        }
+        assert_eq!(guard.buckets.lock().len(), MAX_TRACKED.get());
+        assert_eq!(
+            heavy_admitted, 2,
+            "the burst, and no refill: time stood still"
+        );
     }
 
     #[test]

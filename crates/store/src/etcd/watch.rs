@@ -126,7 +126,7 @@ async fn follow(shared: &Shared, from: u64, backoff: &mut Duration) -> Result<En
         "key": b64(start), "range_end": b64(end), "start_revision": from.to_string(),
     }});
     let mut body = shared.client.stream("/v3/watch", &request).await?;
-    let mut buffer = Vec::new();
+    let mut lines = Lines::default();
     loop {
         let frame = match tokio::time::timeout(WATCH_RENEW, body.frame()).await {
             Err(_) => return Ok(End::Renew),
@@ -137,10 +137,8 @@ async fn follow(shared: &Shared, from: u64, backoff: &mut Duration) -> Result<En
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        buffer.extend_from_slice(&data);
-        // The gateway writes one JSON object per line.
-        while let Some(newline) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=newline).collect();
+        lines.push(&data)?;
+        while let Some(line) = lines.next_line() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -148,6 +146,53 @@ async fn follow(shared: &Shared, from: u64, backoff: &mut Duration) -> Result<En
                 .map_err(|e| EtcdError::Protocol(format!("watch message: {e}")))?;
             if let Some(end) = handle(shared, from, &message, backoff)? {
                 return Ok(end);
+            }
+        }
+    }
+}
+
+/// The longest watch message taken (etcd's own messages stay far below: one value is at most
+/// 1.5 MiB by default). A longer one ends the watch, which then resumes, rather than growing
+/// the buffer without end.
+const MAX_WATCH_LINE: usize = 64 << 20;
+
+/// The watch stream cut into lines: the gateway writes one JSON object per line.
+#[derive(Default)]
+struct Lines {
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` already known to hold no newline.
+    scanned: usize,
+    /// Bytes after the last newline received.
+    unfinished: usize,
+}
+
+impl Lines {
+    fn push(&mut self, data: &[u8]) -> Result<(), EtcdError> {
+        self.buffer.extend_from_slice(data);
+        self.unfinished = match data.iter().rposition(|b| *b == b'\n') {
+            Some(at) => data.len() - at - 1,
+            None => self.unfinished + data.len(),
+        };
+        if self.unfinished > MAX_WATCH_LINE {
+            return Err(EtcdError::Protocol(format!(
+                "a watch message longer than {MAX_WATCH_LINE} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The next complete line, newline included.
+    fn next_line(&mut self) -> Option<Vec<u8>> {
+        let found = self.buffer[self.scanned..].iter().position(|b| *b == b'\n');
+        match found {
+            Some(at) => {
+                let line = self.buffer.drain(..=self.scanned + at).collect();
+                self.scanned = 0;
+                Some(line)
+            }
+            None => {
+                self.scanned = self.buffer.len();
+                None
             }
         }
     }
@@ -246,4 +291,33 @@ fn apply(shared: &Shared, event: &Value) -> Result<(), EtcdError> {
     }
     let _ = shared.events.send(change);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_across_frames_and_a_bound() {
+        let mut lines = Lines::default();
+        lines.push(b"{\"a\":").unwrap();
+        assert_eq!(lines.next_line(), None);
+        lines.push(b"1}\n{\"b\":2}\n{\"c").unwrap();
+        assert_eq!(lines.next_line().as_deref(), Some(&b"{\"a\":1}\n"[..]));
+        assert_eq!(lines.next_line().as_deref(), Some(&b"{\"b\":2}\n"[..]));
+        assert_eq!(lines.next_line(), None);
+        lines.push(b"\":3}\n").unwrap();
+        assert_eq!(lines.next_line().as_deref(), Some(&b"{\"c\":3}\n"[..]));
+
+        let mut endless = Lines::default();
+        let chunk = vec![b'x'; 1 << 20];
+        let pushed = (0..=64)
+            .map(|_| endless.push(&chunk))
+            .position(|r| r.is_err());
+        assert_eq!(
+            pushed,
+            Some(64),
+            "refused once past 64 MiB without a newline"
+        );
+    }
 }
