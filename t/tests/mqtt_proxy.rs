@@ -270,6 +270,22 @@ fn bounded_preread_and_connack_option() {
     );
     let v3 = "10 0e 00 06 4d 51 49 73 64 70 03 02 00 3c 00 00";
     assert_eq!(exchange(s.listen, &hex(v3)).unwrap(), hex("20 02 00 01"));
+    // An oversized CONNECT: a 5.0 client learns why (0x95 "packet too large"); 3.1.1 has no
+    // such code and is closed without a byte.
+    let huge_v5 = "10 80 80 80 01 00 04 4d 51 54 54 05 02 00 3c 00";
+    assert_eq!(
+        exchange(s.listen, &hex(huge_v5)).unwrap(),
+        hex("20 03 00 95 00")
+    );
+    assert_eq!(s.send("10 80 80 80 01 00 04 4d 51 54 54 04 02 00 3c"), None);
+    // Warned once per client address per minute, naming the setting to raise.
+    let log = s.gw.log();
+    assert_eq!(
+        log.matches("raise apisix.stream_proxy.preread_buffer_size")
+            .count(),
+        1,
+        "{log}"
+    );
 }
 
 #[test]

@@ -89,6 +89,20 @@ pub fn protocol(buf: &[u8]) -> Option<(&[u8], u8)> {
     connect::protocol(&mut Reader::new(body)).ok()
 }
 
+/// The protocol name and level of the CONNECT at the start of `buf`, read from its first bytes
+/// even when the rest of the packet has not arrived (or would not fit), or `None` when they
+/// cannot be read yet.
+///
+/// It lets a caller refusing an oversized CONNECT answer in the client's protocol version.
+pub fn protocol_prefix(buf: &[u8]) -> Option<(&[u8], u8)> {
+    let mut r = Reader::new(buf);
+    if r.u8()? != CONNECT {
+        return None;
+    }
+    r.varint().ok()?;
+    connect::protocol(&mut r).ok()
+}
+
 /// Why the fixed header does not frame a complete CONNECT packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unframed {

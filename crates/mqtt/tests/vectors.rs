@@ -1,6 +1,6 @@
 //! Fixed vectors: the APISIX `mqtt-proxy` test packets, and one or more packets per rejection.
 
-use sg_mqtt::{decode_connect, protocol, Connect, Decoded, Invalid, Will};
+use sg_mqtt::{decode_connect, protocol, protocol_prefix, Connect, Decoded, Invalid, Will};
 
 /// Parses space-separated hex bytes.
 fn hex(s: &str) -> Vec<u8> {
@@ -215,6 +215,17 @@ fn unsupported_level_keeps_the_name_readable() {
     assert_eq!(invalid(&buf), Invalid::UnsupportedLevel(2));
     assert_eq!(protocol(&hex("10 0f 00 04")), None);
     assert_eq!(protocol(&hex("10 03 00 04 4d")), None);
+}
+
+#[test]
+fn protocol_of_a_partial_connect() {
+    // A v5 CONNECT announcing 2 MiB, of which only the first bytes arrived.
+    let start = hex("10 80 80 80 01 00 04 4d 51 54 54 05 02");
+    assert_eq!(protocol(&start), None);
+    assert_eq!(protocol_prefix(&start), Some((&b"MQTT"[..], 5)));
+    assert_eq!(protocol_prefix(&hex("10 80 80 80 01 00 04 4d 51")), None);
+    assert_eq!(protocol_prefix(&hex("30 02 00 04 4d 51 54 54 05")), None);
+    assert_eq!(protocol_prefix(&hex("10 80")), None);
 }
 
 #[test]

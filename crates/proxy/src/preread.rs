@@ -4,9 +4,14 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::sync::LazyLock;
 use std::task::{ready, Poll};
 use std::time::Duration;
 
+use lru::LruCache;
+use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 use tokio::time::{sleep, timeout_at, Instant};
 use tokio_util::either::Either;
@@ -43,6 +48,35 @@ impl Default for PrereadLimits {
 pub struct Refused {
     pub plugin: &'static str,
     pub reject: Reject,
+}
+
+/// Clients last warned about an oversized first packet, and when. Bounded: a flood of
+/// addresses forgets the oldest.
+static WARNED: LazyLock<Mutex<LruCache<IpAddr, Instant>>> =
+    LazyLock::new(|| Mutex::new(LruCache::new(NonZeroUsize::new(4096).expect("not zero"))));
+
+/// How often one client address is warned about its oversized first packet: a device that
+/// reconnects in a loop must not flood the log.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Warns that `client` sent a first packet of `size` bytes, over `limit`: once a minute per
+/// client address, naming the setting to raise.
+fn oversized(client: IpAddr, size: usize, limit: usize) {
+    let now = Instant::now();
+    let mut warned = WARNED.lock();
+    if warned
+        .get(&client)
+        .is_some_and(|at| now.duration_since(*at) < WARN_EVERY)
+    {
+        return;
+    }
+    warned.put(client, now);
+    warn!(
+        %client,
+        size,
+        limit,
+        "the client's first packet is larger than the preread buffer; raise apisix.stream_proxy.preread_buffer_size to accept it"
+    );
 }
 
 /// How much the first read of a client takes: enough for a whole CONNECT, usually.
@@ -90,14 +124,10 @@ pub async fn run(
                     });
                 }
                 Preread::NeedBytes(wanted) if wanted > limits.buffer => {
-                    warn!(
-                        wanted,
-                        limit = limits.buffer,
-                        "the client's first packet is larger than the preread buffer"
-                    );
+                    oversized(ctx.vars.remote.ip(), wanted, limits.buffer);
                     return Err(Refused {
                         plugin: plugin.name(),
-                        reject: Reject::silent(503),
+                        reject: plugin.too_large(Input { data: &data, end }),
                     });
                 }
                 Preread::NeedBytes(wanted) => {

@@ -105,6 +105,12 @@ pub trait StreamPlugin: Send + Sync {
         Preread::Continue
     }
 
+    /// The refusal of a client whose first packet is larger than the pre-read buffer (`input`
+    /// holds its first bytes): silent, unless the plugin can tell the client in its protocol.
+    fn too_large(&self, _input: Input<'_>) -> Reject {
+        Reject::silent(503)
+    }
+
     /// Whether the server answers the client's first bytes at once, as an MQTT broker answers
     /// CONNECT with CONNACK: the answer then shows that the server has taken the connection.
     fn server_answers(&self) -> bool {

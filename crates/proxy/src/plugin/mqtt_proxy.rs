@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sg_model::resource::MqttProxyConf;
-use sg_mqtt::{decode_connect, protocol, Connect, Decoded, Invalid};
+use sg_mqtt::{decode_connect, protocol, protocol_prefix, Connect, Decoded, Invalid};
 use tracing::{error, info};
 
 use super::{priority_of, Ctx, Input, InputEnd, Preread, Reads, Reject, StreamPlugin};
@@ -17,6 +17,8 @@ const REFUSED: u16 = 503;
 const CONNACK_V3_BAD_VERSION: &[u8] = &[0x20, 0x02, 0x00, 0x01];
 /// CONNACK, MQTT 5.0: reason 0x84 "unsupported protocol version", no properties.
 const CONNACK_V5_BAD_VERSION: &[u8] = &[0x20, 0x03, 0x00, 0x84, 0x00];
+/// CONNACK, MQTT 5.0: reason 0x95 "packet too large", no properties (3.x has no such code).
+const CONNACK_V5_TOO_LARGE: &[u8] = &[0x20, 0x03, 0x00, 0x95, 0x00];
 
 pub struct MqttProxy {
     protocol_name: String,
@@ -125,6 +127,15 @@ impl StreamPlugin for MqttProxy {
 
     fn server_answers(&self) -> bool {
         true
+    }
+
+    fn too_large(&self, input: Input<'_>) -> Reject {
+        count("too_large");
+        let v5 = protocol_prefix(input.data).is_some_and(|(_, level)| level == 5);
+        Reject {
+            code: REFUSED,
+            reply: (self.reject_with_connack && v5).then(|| CONNACK_V5_TOO_LARGE.to_vec()),
+        }
     }
 
     fn preread(&self, ctx: &mut Ctx, input: Input<'_>) -> Preread {

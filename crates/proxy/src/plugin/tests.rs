@@ -268,3 +268,49 @@ fn mqtt_proxy_connack_on_version_mismatch_when_asked() {
         Preread::Reject(Reject::silent(503))
     );
 }
+
+#[test]
+fn mqtt_proxy_tells_a_v5_client_its_connect_is_too_large() {
+    let v5 = hex("10 80 80 80 01 00 04 4d 51 54 54 05 02");
+    let v4 = hex("10 80 80 80 01 00 04 4d 51 54 54 04 02");
+    let silent = only("mqtt-proxy", json!({"protocol_level": 5}));
+    assert_eq!(
+        silent.too_large(Input {
+            data: &v5,
+            end: None
+        }),
+        Reject::silent(503)
+    );
+    let telling = only(
+        "mqtt-proxy",
+        json!({"protocol_level": 5, "reject_with_connack": true}),
+    );
+    assert_eq!(
+        telling
+            .too_large(Input {
+                data: &v5,
+                end: None
+            })
+            .reply,
+        Some(hex("20 03 00 95 00"))
+    );
+    assert_eq!(
+        telling
+            .too_large(Input {
+                data: &v4,
+                end: None
+            })
+            .reply,
+        None
+    );
+    assert_eq!(
+        telling
+            .too_large(Input {
+                data: &v5[..3],
+                end: None
+            })
+            .reply,
+        None,
+        "the version is not known yet"
+    );
+}
