@@ -216,3 +216,25 @@ fn drain_timeout_bounds_the_wait() {
         .wait_log("drain timeout reached")
         .contains("drain timeout reached"));
 }
+
+#[test]
+fn a_connection_no_route_takes_closes_cleanly_when_the_client_sent_nothing() {
+    // A client of a port no route matches gets a FIN, as under APISIX,
+    // not a reset, when it has not sent anything (nginx resets only over unread bytes).
+    let port = free_port_on("127.0.0.1");
+    let admin = free_port();
+    let gw = Gateway::start_with(
+        &config_with_tcp(admin, &[format!("\"127.0.0.1:{port}\"")]),
+        admin,
+    )
+    .unwrap();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(client.read(&mut buf).unwrap(), 0, "a clean end of stream");
+    assert!(gw
+        .wait_log("not hit any route")
+        .contains("not hit any route"));
+}

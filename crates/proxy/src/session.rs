@@ -64,6 +64,15 @@ fn reject(client: ClientIo) {
     drop(client);
 }
 
+/// Closes a connection no route takes as nginx does: the kernel sends a FIN to a client that
+/// sent nothing, and a reset when unread bytes are pending; bytes the gateway read already
+/// count as sent.
+fn close_unrouted(client: ClientIo, read_some: bool) {
+    if read_some {
+        reject(client);
+    }
+}
+
 type BoxedRelay = Pin<Box<dyn Future<Output = Transfer> + Send>>;
 
 pin_project! {
@@ -214,7 +223,7 @@ async fn set_up(
     };
     let Some(route) = route else {
         info!("not hit any route");
-        reject(client);
+        close_unrouted(client, !first.is_empty());
         return None;
     };
     let mut ctx = Ctx {
