@@ -352,3 +352,37 @@ fn idle_sessions_follow_the_clients_keepalive() {
     assert_eq!(s.route(route), 200);
     assert!(!alive_after_a_silence(&s), "kept past the idle timeout");
 }
+
+#[test]
+fn client_bytes_in_logs_are_escaped_and_refusals_rate_limited() {
+    let s = start("");
+    let server = NamedServer::start("127.0.0.1", "x").unwrap();
+    let rr = json!({"type": "roundrobin", "nodes": {server.addr.to_string(): 1}});
+    assert_eq!(s.route(mqtt_route(4, rr, s.listen.port())), 201);
+    // Protocol name "M\nERROR forged" (14 bytes) instead of "MQTT".
+    let forged = "10 16 00 0e 4d 0a 45 52 52 4f 52 20 66 6f 72 67 65 64 04 02 00 3c 00 00";
+    assert_eq!(s.send(forged), None);
+    let log = s.gw.wait_log("but got M\\nERROR forged");
+    assert!(log.contains("but got M\\nERROR forged"), "{log}");
+    assert!(!log.contains("\nERROR forged"), "{log}");
+    // A burst of bad CONNECTs: at most 10 lines a second, the rest counted.
+    for _ in 0..40 {
+        assert_eq!(s.send("30 02 00 00"), None);
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(s.send("30 02 00 00"), None);
+    let log = s.gw.wait_log("log lines of this kind were suppressed");
+    assert!(
+        log.contains("log lines of this kind were suppressed"),
+        "{log}"
+    );
+    let written = log
+        .matches("Received unexpected MQTT packet type+flags")
+        .count();
+    assert!(written <= 21, "{written} lines written");
+    assert_eq!(
+        s.gw.metric("streamgate_mqtt_connect_rejected_total{reason=\"not_connect\"}"),
+        41.0,
+        "every refusal is counted"
+    );
+}

@@ -17,6 +17,7 @@ use tokio_util::either::Either;
 use tracing::{info, warn};
 
 use crate::health::{self, Outcome};
+use crate::logs::{self, LogKind};
 use crate::metrics::{NodeLabels, METRICS};
 use crate::resolve::Resolver;
 use crate::upstream::Upstream;
@@ -166,7 +167,9 @@ pub async fn connect(
                     host: node.host.clone(),
                     error,
                 };
-                warn!("{last_error}");
+                if logs::allow(LogKind::Upstream) {
+                    warn!("{last_error}");
+                }
                 continue;
             }
         };
@@ -206,7 +209,9 @@ pub async fn connect(
         health::report_connect(up, pick.index, outcome);
         METRICS.connect_failures.get_or_create(&labels()).inc();
         last_error = ConnectError::Connect { addr, error };
-        warn!("{last_error}");
+        if logs::allow(LogKind::Upstream) {
+            warn!("{last_error}");
+        }
     }
     Err(last_error)
 }

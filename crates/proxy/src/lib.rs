@@ -12,6 +12,7 @@ pub mod deferred;
 pub mod drain;
 pub mod health;
 pub mod listener;
+pub mod logs;
 pub mod metrics;
 pub mod plugin;
 pub mod preread;

@@ -21,6 +21,7 @@ use crate::compiler::SnapshotHandle;
 use crate::connect::{connect, UpstreamIo};
 use crate::copy::{Relay, Transfer};
 use crate::drain::{CloseFlag, Drainer};
+use crate::logs::{self, LogKind};
 use crate::metrics::{ReasonLabels, METRICS};
 use crate::plugin::Ctx;
 use crate::preread::{self, PrereadLimits};
@@ -210,7 +211,9 @@ async fn set_up(
                 )
             }
             Err(e) => {
-                warn!("{e}");
+                if logs::allow(LogKind::Tls) {
+                    warn!("{e}");
+                }
                 METRICS
                     .tls_handshake_failures
                     .get_or_create(&ReasonLabels { reason: e.reason() })
@@ -247,17 +250,21 @@ async fn set_up(
     {
         Ok(bytes) => bytes,
         Err(refused) => {
-            warn!(
-                "{} exits with status code {}",
-                refused.plugin, refused.reject.code
-            );
+            if logs::allow(LogKind::Refused) {
+                warn!(
+                    "{} exits with status code {}",
+                    refused.plugin, refused.reject.code
+                );
+            }
             refuse(client, refused.reject.reply).await;
             route.plugins.iter().for_each(|p| p.log(&ctx));
             return None;
         }
     };
     let Some(upstream) = route.upstream.clone() else {
-        warn!(route = %route.id, "no valid upstream node: the route's upstream does not exist");
+        if logs::allow(LogKind::Upstream) {
+            warn!(route = %route.id, "no valid upstream node: the route's upstream does not exist");
+        }
         reject(client);
         return None;
     };
@@ -275,7 +282,9 @@ async fn set_up(
     {
         Ok(connected) => connected,
         Err(e) => {
-            warn!(route = %route.id, "failed to connect to an upstream: {e}");
+            if logs::allow(LogKind::Upstream) {
+                warn!(route = %route.id, "failed to connect to an upstream: {e}");
+            }
             reject(client);
             return None;
         }

@@ -6,10 +6,20 @@ use std::time::Duration;
 
 use sg_model::resource::MqttProxyConf;
 use sg_mqtt::{decode_connect, protocol, protocol_prefix, Connect, Decoded, Invalid};
-use tracing::{error, info};
+use tracing::info;
 
 use super::{priority_of, Ctx, Input, InputEnd, Preread, Reads, Reject, StreamPlugin};
+use crate::logs::printable;
 use crate::metrics::{ReasonLabels, METRICS};
+
+/// An mqtt-proxy refusal line, under the per-kind rate limit (see `crate::logs`).
+macro_rules! mqtt_error {
+    ($($arg:tt)+) => {
+        if crate::logs::allow(crate::logs::LogKind::Mqtt) {
+            tracing::error!($($arg)+)
+        }
+    };
+}
 
 /// The code APISIX's plugin returns on every refusal.
 const REFUSED: u16 = 503;
@@ -70,22 +80,23 @@ impl MqttProxy {
 
     fn check(&self, ctx: &mut Ctx, connect: &Connect<'_>) -> Preread {
         if connect.protocol_name != self.protocol_name.as_bytes() {
-            error!(
+            mqtt_error!(
                 "expect protocol name: {}, but got {}",
                 self.protocol_name,
-                String::from_utf8_lossy(connect.protocol_name)
+                printable(connect.protocol_name)
             );
             return self.refuse_version("protocol_name", connect.level);
         }
         if i64::from(connect.level) != self.protocol_level {
-            error!(
+            mqtt_error!(
                 "expect protocol level: {}, but got {}",
-                self.protocol_level, connect.level
+                self.protocol_level,
+                connect.level
             );
             return self.refuse_version("protocol_level", connect.level);
         }
+        info!("mqtt client id: {}", printable(connect.client_id));
         let id = String::from_utf8_lossy(connect.client_id);
-        info!("mqtt client id: {id}");
         if !id.is_empty() {
             ctx.vars.mqtt_client_id = Some(id.into());
         }
@@ -143,16 +154,16 @@ impl StreamPlugin for MqttProxy {
             Decoded::Incomplete(needed) => match input.end {
                 None => Preread::NeedBytes(needed),
                 Some(end) if input.data.len() < 2 => {
-                    error!("failed to read the msg header: {end}");
+                    mqtt_error!("failed to read the msg header: {end}");
                     self.refuse(incomplete(end))
                 }
                 Some(end) => {
-                    error!("failed to read the Connect Command: {end}");
+                    mqtt_error!("failed to read the Connect Command: {end}");
                     self.refuse(incomplete(end))
                 }
             },
             Decoded::Invalid(Invalid::NotConnect(byte)) => {
-                error!("failed to parse the msg header: Received unexpected MQTT packet type+flags: {byte}");
+                mqtt_error!("failed to parse the msg header: Received unexpected MQTT packet type+flags: {byte}");
                 self.refuse("not_connect")
             }
             // APISIX checks the name before the level.
@@ -163,22 +174,22 @@ impl StreamPlugin for MqttProxy {
                 let name = protocol(input.data)
                     .map(|(name, _)| name)
                     .unwrap_or_default();
-                error!(
+                mqtt_error!(
                     "expect protocol name: {}, but got {}",
                     self.protocol_name,
-                    String::from_utf8_lossy(name)
+                    printable(name)
                 );
                 self.refuse_version("protocol_name", level)
             }
             Decoded::Invalid(Invalid::UnsupportedLevel(level)) => {
-                error!(
+                mqtt_error!(
                     "expect protocol level: {}, but got {level}",
                     self.protocol_level
                 );
                 self.refuse_version("protocol_level", level)
             }
             Decoded::Invalid(reason) => {
-                error!("failed to parse mqtt request: {reason}");
+                mqtt_error!("failed to parse mqtt request: {reason}");
                 self.refuse("malformed")
             }
             Decoded::Connect(connect) => self.check(ctx, &connect),
