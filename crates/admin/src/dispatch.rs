@@ -111,7 +111,13 @@ async fn route(state: &AdminState, request: Request) -> Response<Body> {
                             .first()
                             .filter(|id| !id.is_empty())
                             .map(|id| id.to_string()),
-                        sub_path: rest.iter().skip(1).map(|s| s.to_string()).collect(),
+                        // `upstreams/1/` names the whole object, as in APISIX.
+                        sub_path: rest
+                            .iter()
+                            .skip(1)
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.to_string())
+                            .collect(),
                         query: query.map(str::to_owned),
                     };
                     resource_request(state, method, target, &parts.headers, body).await

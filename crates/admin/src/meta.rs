@@ -11,10 +11,30 @@ use sg_model::Kind;
 use crate::auth::form_pairs;
 use crate::{body, reply};
 
-fn subsystem(query: Option<&str>) -> String {
+fn arg(query: Option<&str>, wanted: &str) -> Option<String> {
     form_pairs(query.unwrap_or_default())
-        .find(|(name, _)| name == "subsystem")
-        .map_or_else(|| "http".to_owned(), |(_, v)| v)
+        .find(|(name, _)| name == wanted)
+        .map(|(_, v)| v)
+}
+
+fn subsystem(query: Option<&str>) -> String {
+    arg(query, "subsystem").unwrap_or_else(|| "http".to_owned())
+}
+
+/// `?all=true` (deprecated in APISIX, still answered): every plugin of the subsystem with its
+/// version, priority and schema. streamgate has no HTTP plugins.
+fn all_plugins(subsystem: &str) -> Response<Body> {
+    let mut all = serde_json::Map::new();
+    if subsystem == "stream" {
+        for (name, priority) in STREAM_PLUGINS {
+            let schema = schemas().plugin(name).map(|s| s.document.clone());
+            all.insert(
+                (*name).to_owned(),
+                serde_json::json!({"version": 0.1, "priority": priority, "schema": schema}),
+            );
+        }
+    }
+    reply::json(StatusCode::OK, &Value::Object(all))
 }
 
 /// `GET /apisix/admin/plugins/...`.
@@ -34,10 +54,15 @@ pub fn plugins(rest: &[&str], query: Option<&str>) -> Response<Body> {
             };
             reply::json(StatusCode::OK, &serde_json::json!(names))
         }
-        [name] => {
+        // `plugins`, `plugins/<name>`: APISIX checks the subsystem, then `all`, then the name.
+        [] | [_] => {
             if subsystem != "http" && subsystem != "stream" {
                 return reply::bad_request(format!("unsupported subsystem: {subsystem}"));
             }
+            if arg(query, "all").as_deref() == Some("true") {
+                return all_plugins(&subsystem);
+            }
+            let name = rest.first().copied().unwrap_or_default();
             match schemas().plugin(name).filter(|_| subsystem == "stream") {
                 Some(schema) => reply::json(StatusCode::OK, &schema.document),
                 None => reply::error(

@@ -298,6 +298,20 @@ async fn patch_merges_and_sets_sub_paths() {
     let value = merged.json()["value"].clone();
     assert_eq!(value["nodes"], json!({"127.0.0.1:1": 1, "127.0.0.1:3": 5}));
     assert!(value.get("desc").is_none());
+    // APISIX's t/admin/upstream.t, "patch upstream(whole - sub path)": a trailing slash still
+    // names the whole object.
+    let whole = h
+        .call(
+            "PATCH",
+            "/apisix/admin/upstreams/1/",
+            r#"{"nodes":{"127.0.0.1:8080":1},"type":"roundrobin"}"#,
+        )
+        .await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.text);
+    assert_eq!(
+        whole.json()["value"]["nodes"],
+        json!({"127.0.0.1:1": 1, "127.0.0.1:3": 5, "127.0.0.1:8080": 1})
+    );
     let sub = h
         .call("PATCH", "/apisix/admin/upstreams/1/labels/b", r#""2""#)
         .await;

@@ -55,6 +55,50 @@ async fn plugin_list_and_schemas() {
 }
 
 #[tokio::test]
+async fn every_stream_plugin_at_once_and_unsupported_subsystems() {
+    // APISIX's t/admin/plugins.t: `?all=true` lists each plugin with version, priority and
+    // schema; an unknown subsystem is refused before anything else.
+    let h = Harness::new();
+    let all = h
+        .call("GET", "/apisix/admin/plugins?all=true&subsystem=stream", "")
+        .await;
+    assert_eq!(all.status, StatusCode::OK);
+    let all = all.json();
+    let names: Vec<&String> = all.as_object().unwrap().keys().collect();
+    assert_eq!(
+        names,
+        ["ip-restriction", "limit-conn", "mqtt-proxy", "prometheus"]
+    );
+    assert_eq!(all["mqtt-proxy"]["priority"], 1000);
+    assert_eq!(all["mqtt-proxy"]["version"], 0.1);
+    assert_eq!(all["limit-conn"]["schema"]["required"][0], "conn");
+    let http = h.call("GET", "/apisix/admin/plugins?all=true", "").await;
+    assert_eq!(http.text, "{}");
+    for path in [
+        "/apisix/admin/plugins?subsystem=asdf",
+        "/apisix/admin/plugins/mqtt-proxy?subsystem=asdf",
+        "/apisix/admin/plugins?all=true&subsystem=asdf",
+    ] {
+        let refused = h.call("GET", path, "").await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            refused.text, r#"{"error_msg":"unsupported subsystem: asdf"}"#,
+            "{path}"
+        );
+    }
+    let nameless = h
+        .call("GET", "/apisix/admin/plugins?subsystem=stream", "")
+        .await;
+    assert_eq!(
+        (nameless.status, nameless.text.as_str()),
+        (
+            StatusCode::NOT_FOUND,
+            r#"{"error_msg":"plugin not found in subsystem stream"}"#
+        )
+    );
+}
+
+#[tokio::test]
 async fn schema_validate_endpoint() {
     let h = Harness::new();
     let ok = h
