@@ -225,6 +225,7 @@ impl Compilation {
                         if let Some(entry) = self.routes.remove(&id) {
                             self.index.set(&inline_key(&id), None);
                             self.table.replace(entry.compiled.as_deref(), None);
+                            METRICS.forget_route(&id);
                         }
                     }
                 }

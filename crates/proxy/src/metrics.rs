@@ -142,6 +142,34 @@ impl Metrics {
     pub fn refuse(&self, reason: &'static str) {
         self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
+
+    /// Drops the series of a route that was deleted, so that the exposition does not grow with
+    /// every route ever configured. A session still open on it keeps updating a detached
+    /// handle. (A `prefer_name` series is kept: another route may share the name.)
+    pub fn forget_route(&self, route: &str) {
+        let labels = RouteLabels {
+            route: route.to_owned(),
+        };
+        self.connection_total.remove(&labels);
+        self.active_connections.remove(&labels);
+        for direction in ["upstream", "downstream"] {
+            self.bytes.remove(&BytesLabels {
+                route: route.to_owned(),
+                direction,
+            });
+        }
+    }
+
+    /// Drops the series of a node that left its upstream, or whose upstream was deleted.
+    pub fn forget_node(&self, upstream: &str, node: &str) {
+        let labels = NodeLabels {
+            upstream: upstream.to_owned(),
+            node: node.to_owned(),
+        };
+        self.connect_failures.remove(&labels);
+        self.retries.remove(&labels);
+        self.node_healthy.remove(&labels);
+    }
 }
 
 /// The process-wide metrics.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use imbl::HashMap;
 
 use crate::compilation::ConfigError;
+use crate::metrics::METRICS;
 use crate::route::RouteTable;
 use crate::tls::TlsTable;
 use crate::upstream::Upstream;
@@ -94,8 +95,22 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Sets (or with `None` removes) the upstream with key `key`.
+    /// Sets (or with `None` removes) the upstream with key `key`. The metric series of the
+    /// nodes that left it are dropped.
     pub fn set(&mut self, key: &str, upstream: Option<Arc<Upstream>>) {
+        if let Some(old) = self.all.get(key) {
+            let staying = |address: &str| {
+                upstream
+                    .as_ref()
+                    .is_some_and(|up| up.balancer.nodes().iter().any(|n| n.address() == address))
+            };
+            for node in old.balancer.nodes() {
+                let address = node.address();
+                if !staying(&address) {
+                    METRICS.forget_node(key, &address);
+                }
+            }
+        }
         let Some(upstream) = upstream else {
             self.all.remove(key);
             self.named_by_domain.remove(key);

@@ -220,3 +220,43 @@ fn a_panicking_compilation_becomes_an_error() {
         guarded(|| Ok(Duration::from_secs(u64::MAX) + Duration::from_secs(1)));
     assert!(overflow.unwrap_err().starts_with("compilation failed: "));
 }
+
+#[test]
+fn deleted_routes_and_departed_nodes_leave_no_metric_series() {
+    let mut compilation = Compilation::new(Keyring::default());
+    let route = |nodes: Value| json!({"remote_addr": "127.0.0.1", "upstream": {"nodes": nodes}});
+    compilation.apply(vec![put(
+        Kind::StreamRoute,
+        "forgotten",
+        route(json!({"127.0.0.1:41001": 1, "127.0.0.1:41002": 1})),
+    )]);
+    let snapshot = compilation.snapshot(1);
+    let compiled = route_for(&snapshot, "127.0.0.1:1").unwrap();
+    compiled.metrics.active.inc();
+    for port in [41001, 41002] {
+        METRICS
+            .connect_failures
+            .get_or_create(&crate::metrics::NodeLabels {
+                upstream: "stream_routes/forgotten".into(),
+                node: format!("127.0.0.1:{port}"),
+            })
+            .inc();
+    }
+    let text = METRICS.encode();
+    assert!(text.contains("route=\"forgotten\""), "{text}");
+    assert!(text.contains("node=\"127.0.0.1:41002\""), "{text}");
+
+    compilation.apply(vec![put(
+        Kind::StreamRoute,
+        "forgotten",
+        route(json!({"127.0.0.1:41001": 1})),
+    )]);
+    let text = METRICS.encode();
+    assert!(!text.contains("node=\"127.0.0.1:41002\""), "{text}");
+    assert!(text.contains("node=\"127.0.0.1:41001\""), "{text}");
+
+    compilation.apply(vec![Change::Delete(Kind::StreamRoute, "forgotten".into())]);
+    let text = METRICS.encode();
+    assert!(!text.contains("route=\"forgotten\""), "{text}");
+    assert!(!text.contains("node=\"127.0.0.1:41001\""), "{text}");
+}
