@@ -358,3 +358,27 @@ fn handshake_timeout_and_garbage_only_close_their_connection() {
     assert!(log.contains("TLS handshake failed"), "{log}");
     assert_eq!(s.served(Some("t.test.com")), Some(der(&pair.cert)));
 }
+
+#[test]
+fn certificates_from_environment_references() {
+    let ca = Ca::root("test CA");
+    let pair = ca.leaf(&["env.test.com"], 7);
+    // The gateway inherits this test's environment (nextest runs each test in its own process).
+    std::env::set_var("SG_BLACKBOX_CERT", &pair.cert);
+    std::env::set_var("SG_BLACKBOX_KEY", &pair.key);
+    let s = start("");
+    let refs = json!({"cert": "$ENV://SG_BLACKBOX_CERT", "key": "$ENV://SG_BLACKBOX_KEY",
+                      "snis": ["env.test.com"]});
+    assert_eq!(s.put("ssls/env", refs), 201);
+    assert_eq!(s.served(Some("env.test.com")), Some(der(&pair.cert)));
+    // Stored as written: the reference, not the secret.
+    let stored = s.gw.admin("GET", "/apisix/admin/ssls/env", "").json();
+    assert_eq!(stored["value"]["cert"], "$ENV://SG_BLACKBOX_CERT");
+    // A secret manager reference is stored too, and left out of the data plane.
+    let vault = json!({"cert": "$secret://vault/1/cert", "key": "$secret://vault/1/key",
+                       "snis": ["vault.test.com"]});
+    assert_eq!(s.put("ssls/vault", vault), 201);
+    assert_eq!(s.served(Some("vault.test.com")), None);
+    let log = s.gw.wait_log("secret managers are not supported");
+    assert!(log.contains("secret managers are not supported"), "{log}");
+}

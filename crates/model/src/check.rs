@@ -217,13 +217,8 @@ pub fn split_host_port(addr: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn is_secret_ref(value: &str) -> bool {
-    let lower = value.to_ascii_lowercase();
-    value.starts_with("$secret://") || lower.starts_with("$env://")
-}
-
 fn check_pair(cert: &str, key: &str, keyring: &Keyring) -> Result<(), String> {
-    if is_secret_ref(cert) || is_secret_ref(key) {
+    if crate::secret::is_reference(cert) || crate::secret::is_reference(key) {
         return Ok(());
     }
     let key = keyring
@@ -254,7 +249,7 @@ fn check_ssl(conf: &Value, keyring: &Keyring) -> Result<(), String> {
             .map_err(|e| format!("failed to handle cert-key pair[{}]: {e}", i + 1))?;
     }
     if let Some(ca) = conf.pointer("/client/ca").and_then(Value::as_str) {
-        if !is_secret_ref(ca) {
+        if !crate::secret::is_reference(ca) {
             pem::parse_certs(ca).map_err(|e| format!("failed to validate client_cert: {e}"))?;
         }
     }

@@ -8,6 +8,7 @@ pub mod keyring;
 pub mod pem;
 pub mod resource;
 pub mod schema;
+pub mod secret;
 pub mod settings;
 
 pub use keyring::Keyring;

@@ -120,3 +120,24 @@ fn split_host_port_forms() {
     assert_eq!(split_host_port("::1"), ("::1", None));
     assert_eq!(split_host_port("host"), ("host", None));
 }
+
+#[test]
+fn ssl_secret_references() {
+    // APISIX stores SSL objects whose cert and key are references, unresolved.
+    let refs = json!({"cert": "$ENV://SG_CERT", "key": "$env://SG_KEY", "snis": ["a.com"]});
+    assert_eq!(run(Kind::Ssl, refs), Ok(()));
+    let vault = json!({"cert": "$secret://vault/1/a/cert", "key": "$secret://vault/1/a/key",
+                       "sni": "a.com"});
+    assert_eq!(run(Kind::Ssl, vault), Ok(()));
+    let a = rcgen::generate_simple_self_signed(vec!["a.com".into()]).unwrap();
+    let (cert, key) = (a.cert.pem(), a.key_pair.serialize_pem());
+    let listed = json!({"cert": cert, "key": key, "sni": "a.com",
+                        "certs": ["$ENV://SG_CERT_2"], "keys": ["$ENV://SG_KEY_2"]});
+    assert_eq!(run(Kind::Ssl, listed), Ok(()));
+    // A value that is neither PEM nor a reference is reported on its own field.
+    let short = json!({"cert": cert, "key": key, "sni": "a.com",
+                       "certs": [cert, "too short"], "keys": [key, key]});
+    let err = run(Kind::Ssl, short).unwrap_err();
+    assert!(err.contains("property \"certs\""), "{err}");
+    assert!(!err.contains("property \"cert\""), "{err}");
+}

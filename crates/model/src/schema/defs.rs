@@ -45,6 +45,16 @@ fn private_key() -> Value {
     json!({"type": "string", "minLength": 64, "maxLength": 65536})
 }
 
+/// A reference to a secret kept elsewhere (`$secret://…`, `$ENV://…`).
+fn secret_reference() -> Value {
+    json!({"type": "string", "pattern": "^\\$(secret|env|ENV)://"})
+}
+
+/// A certificate or key field of an SSL object: the PEM text, or a secret reference.
+fn pem_or_reference(pem: Value) -> Value {
+    json!({"oneOf": [pem, secret_reference()]})
+}
+
 fn status_list(default: Value) -> Value {
     json!({"type": "array", "minItems": 1, "uniqueItems": true,
            "items": {"type": "integer", "minimum": 200, "maximum": 599}, "default": default})
@@ -212,12 +222,12 @@ pub fn ssl() -> Value {
             "create_time": {"type": "integer"},
             "update_time": {"type": "integer"},
             "type": {"type": "string", "enum": ["server", "client"], "default": "server"},
-            "cert": certificate(),
-            "key": private_key(),
+            "cert": pem_or_reference(certificate()),
+            "key": pem_or_reference(private_key()),
             "sni": host_def(),
             "snis": {"type": "array", "minItems": 1, "items": host_def()},
-            "certs": {"type": "array", "items": certificate()},
-            "keys": {"type": "array", "items": private_key()},
+            "certs": {"type": "array", "items": pem_or_reference(certificate())},
+            "keys": {"type": "array", "items": pem_or_reference(private_key())},
             "client": {"type": "object", "properties": {
                 "ca": certificate(),
                 "depth": {"type": "integer", "minimum": 0, "default": 1},

@@ -12,7 +12,7 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
 use sg_model::resource::{Ssl, SslClient};
-use sg_model::{pem, Keyring};
+use sg_model::{pem, secret, Keyring};
 
 use super::provider;
 
@@ -42,10 +42,11 @@ pub fn chains<'a>(
         .into_iter()
         .map(|(cert, key)| {
             let (cert, key) = cert.zip(key).ok_or("missing cert or key")?;
+            let (cert, key) = (secret::resolve(cert)?, secret::resolve(key)?);
             let key = keyring
-                .reveal(key)
+                .reveal(&key)
                 .ok_or("failed to decrypt the private key")?;
-            pem::certified_key(cert, &key)
+            pem::certified_key(&cert, &key)
         })
         .collect()
 }

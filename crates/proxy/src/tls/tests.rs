@@ -112,3 +112,39 @@ fn protocol_versions() {
     only11["ssl_protocols"] = json!(["TLSv1.1"]);
     assert!(config(&only11).is_err());
 }
+
+#[test]
+fn environment_references_resolve_when_compiled() {
+    let (cert, key) = self_signed(&["env.test.com"]);
+    std::env::set_var("SG_TLS_TEST_CERT", cert);
+    std::env::set_var("SG_TLS_TEST_KEY", key);
+    let objects = typed(&[
+        (
+            "env",
+            json!({"cert": "$ENV://SG_TLS_TEST_CERT", "key": "$ENV://SG_TLS_TEST_KEY",
+                   "snis": ["env.test.com"]}),
+        ),
+        (
+            "unset",
+            json!({"cert": "$ENV://SG_TLS_TEST_UNSET", "key": "$ENV://SG_TLS_TEST_KEY",
+                   "snis": ["unset.test.com"]}),
+        ),
+        (
+            "vault",
+            json!({"cert": "$secret://vault/1/cert", "key": "$secret://vault/1/key",
+                   "snis": ["vault.test.com"]}),
+        ),
+    ]);
+    let mut rejected = Vec::new();
+    let table = TlsTable::compile(
+        objects.iter().map(|(id, v)| (*id, v)),
+        &Keyring::default(),
+        None,
+        &mut |id, reason| rejected.push(format!("{id}: {reason}")),
+    );
+    assert_eq!(found(&table, "env.test.com").as_deref(), Some("env"));
+    assert_eq!(found(&table, "unset.test.com"), None);
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(rejected[0].starts_with("unset: environment variable SG_TLS_TEST_UNSET"));
+    assert!(rejected[1].starts_with("vault: $secret://vault/1/cert"));
+}
