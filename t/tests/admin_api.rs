@@ -261,7 +261,7 @@ fn viewer_role_and_plugin_endpoints() {
     );
     assert_eq!(
         validate.json()["error_msg"],
-        "property \"plugins\" validation failed: wrong type: expected object, got integer"
+        "property \"plugins\" validation failed: wrong type: expected object, got number"
     );
     let options = gw.request("OPTIONS", "/apisix/admin/upstreams", &[], "");
     assert_eq!(

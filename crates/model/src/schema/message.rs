@@ -6,8 +6,8 @@ use jsonschema::paths::LocationSegment;
 use jsonschema::ValidationError;
 use serde_json::Value;
 
-/// The APISIX-style message for one validation error against `root_schema`.
-pub fn render(error: &ValidationError<'_>) -> String {
+/// The APISIX-style message for one validation error against `root` (the schema document).
+pub fn render(error: &ValidationError<'_>, root: &Value) -> String {
     let mut out = String::new();
     let mut instance = error.instance_path().iter();
     let mut schema = error.schema_path().iter().peekable();
@@ -40,11 +40,66 @@ pub fn render(error: &ValidationError<'_>) -> String {
                 out.push_str(&format!("{keyword} clause did not match"));
                 return out;
             }
+            "dependencies" => {
+                if let ValidationErrorKind::Required { property: missing } = error.kind() {
+                    let property = dependent_on(root, error, missing);
+                    out.push_str(&format!(
+                        "property {} is required when {property} is set",
+                        quoted(missing)
+                    ));
+                    return out;
+                }
+                let property = schema.next().map(|p| p.to_string()).unwrap_or_default();
+                out.push_str(&format!(
+                    "failed to validate dependent schema for {property}: "
+                ));
+            }
             _ => {}
         }
     }
     out.push_str(&leaf(error.kind(), error.instance()));
+    if matches!(error.kind(), ValidationErrorKind::AnyOf { .. }) {
+        out.push_str(&required_alternatives(root, error.schema_path().as_str()));
+    }
     out
+}
+
+/// The property present in the instance whose `dependencies` list names `missing`.
+fn dependent_on(root: &Value, error: &ValidationError<'_>, missing: &Value) -> String {
+    let path = error.schema_path().as_str();
+    let Some(end) = path.find("/dependencies") else {
+        return String::new();
+    };
+    let lists = root
+        .pointer(&path[..end + "/dependencies".len()])
+        .and_then(Value::as_object);
+    lists
+        .into_iter()
+        .flatten()
+        .find(|(property, needs)| {
+            error.instance().get(property.as_str()).is_some()
+                && needs.as_array().is_some_and(|n| n.contains(missing))
+        })
+        .map(|(property, _)| property.clone())
+        .unwrap_or_default()
+}
+
+/// APISIX's validator ends an `anyOf` failure with the `required` lists of its branches, when
+/// they have some: `: ["active"] or ["active","passive"]`.
+fn required_alternatives(root: &Value, any_of: &str) -> String {
+    let lists: Vec<String> = root
+        .pointer(any_of)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|branch| branch.get("required"))
+        .map(Value::to_string)
+        .collect();
+    if lists.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", lists.join(" or "))
+    }
 }
 
 fn leaf(kind: &ValidationErrorKind, value: &Value) -> String {
@@ -53,9 +108,17 @@ fn leaf(kind: &ValidationErrorKind, value: &Value) -> String {
         K::Required { property } => {
             format!("property {} is required", quoted(property))
         }
-        K::Type { kind } => format!(
-            "wrong type: expected {}, got {}",
-            expected_type(kind),
+        K::Type {
+            kind: TypeKind::Single(t),
+        } => format!("wrong type: expected {t}, got {}", lua_type(value)),
+        K::Type {
+            kind: TypeKind::Multiple(set),
+        } => format!(
+            "wrong type: expected one of {}, got {}",
+            set.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             lua_type(value)
         ),
         K::Minimum { limit } => format!("expected {value} to be at least {limit}"),
@@ -104,10 +167,13 @@ fn leaf(kind: &ValidationErrorKind, value: &Value) -> String {
             "additional properties forbidden, found {}",
             unexpected.first().map(String::as_str).unwrap_or_default()
         ),
-        K::Not { .. } => "value wrongly matches the \"not\" schema".to_owned(),
-        K::Format { format } => {
-            format!("failed to match format \"{format}\" with {}", quoted(value))
-        }
+        K::Not { .. } => "value wasn't supposed to match schema".to_owned(),
+        K::Format { format } => format!(
+            "expect valid {format} format but got: {}",
+            value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned)
+        ),
         other => other.keyword().to_owned() + " validation failed",
     }
 }
@@ -133,25 +199,12 @@ fn first_duplicate(value: &Value) -> (usize, usize) {
     (1, 2)
 }
 
-fn expected_type(kind: &TypeKind) -> String {
-    match kind {
-        TypeKind::Single(t) => t.to_string(),
-        TypeKind::Multiple(set) => set
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<Vec<_>>()
-            .join(" or "),
-    }
-}
-
-/// The type name APISIX's validator reports for a decoded JSON value (objects and arrays are Lua
-/// tables there).
+/// The type name APISIX's validator reports for a decoded JSON value: Lua's `type()`, so every
+/// number is a `number`, objects and arrays are tables, and cjson's null is a userdata.
 fn lua_type(value: &Value) -> &'static str {
     match value {
-        Value::Null => "null",
+        Value::Null => "userdata",
         Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0) => "integer",
         Value::Number(_) => "number",
         Value::String(_) => "string",
         Value::Array(_) | Value::Object(_) => "table",

@@ -32,7 +32,7 @@ impl Schema {
     pub fn validate(&self, value: &Value) -> Result<(), String> {
         self.validator
             .validate(value)
-            .map_err(|error| message::render(&error))
+            .map_err(|error| message::render(&error, &self.document))
     }
 }
 

@@ -148,3 +148,30 @@ fn ip_restriction_and_limit_conn() {
         "property \"conn\" validation failed: expected 0 to be greater than 0"
     );
 }
+
+#[test]
+fn messages_of_apisix_validator_for_types_dependencies_and_alternatives() {
+    let up = &schemas().upstream;
+    let err = |v: serde_json::Value| up.validate(&v).unwrap_err();
+    // Lua's type(): every number is a number.
+    assert_eq!(
+        err(json!({"nodes": {"a:1": 1}, "key": 1})),
+        "property \"key\" validation failed: wrong type: expected string, got number"
+    );
+    // The branches' required lists end an anyOf failure.
+    assert_eq!(
+        err(json!({"nodes": {"a:1": 1}, "checks": {"passive": {"type": "tcp"}}})),
+        "property \"checks\" validation failed: object matches none of the required: [\"active\"] or [\"active\",\"passive\"]"
+    );
+    // Dependencies, as a list and as a schema.
+    let pem = "x".repeat(128);
+    assert_eq!(
+        err(json!({"nodes": {"a:1": 1}, "tls": {"client_cert": pem}})),
+        "property \"tls\" validation failed: property \"client_key\" is required when client_cert is set"
+    );
+    assert_eq!(
+        err(json!({"nodes": {"a:1": 1}, "tls": {"client_cert_id": 1, "client_cert": pem,
+                                               "client_key": pem}})),
+        "property \"tls\" validation failed: failed to validate dependent schema for client_cert_id: value wasn't supposed to match schema"
+    );
+}
