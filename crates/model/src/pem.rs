@@ -50,8 +50,9 @@ pub fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, String> {
 pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, String> {
     let certs = parse_certs(cert_pem)?;
     let key = parse_key(key_pem)?;
-    let signing_key = any_supported_type(&key)
-        .map_err(|e| format!("failed to parse key: unsupported private key: {e}"))?;
+    // A PEM block whose content is no key rustls can sign with (garbage, or a DSA key) gets
+    // APISIX's parse error: OpenSSL refuses the former in PEM_read_bio_PrivateKey.
+    let signing_key = any_supported_type(&key).map_err(|_| KEY_ERROR.to_owned())?;
     let certified = CertifiedKey::new(certs, signing_key);
     certified
         .keys_match()

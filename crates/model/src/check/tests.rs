@@ -141,3 +141,27 @@ fn ssl_secret_references() {
     assert!(err.contains("property \"certs\""), "{err}");
     assert!(!err.contains("property \"cert\""), "{err}");
 }
+
+#[test]
+fn ssl_key_errors_in_apisix_words() {
+    let a = rcgen::generate_simple_self_signed(vec!["a.com".into()]).unwrap();
+    let (cert, key) = (a.cert.pem(), a.key_pair.serialize_pem());
+    let garbage = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        "A".repeat(64)
+    );
+    let bad_key = json!({"cert": cert, "key": garbage, "sni": "a.com"});
+    assert_eq!(
+        run(Kind::Ssl, bad_key),
+        Err("failed to parse key: PEM_read_bio_PrivateKey() failed".into())
+    );
+    let bad_keys = json!({"cert": cert, "key": key, "sni": "a.com",
+                          "certs": [cert], "keys": [garbage]});
+    assert_eq!(
+        run(Kind::Ssl, bad_keys),
+        Err(
+            "failed to handle cert-key pair[1]: failed to parse key: PEM_read_bio_PrivateKey() failed"
+                .into()
+        )
+    );
+}
