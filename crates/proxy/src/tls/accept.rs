@@ -10,6 +10,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::{normalize_sni, TlsTable};
+use crate::logs::printable;
 
 /// Why a handshake did not complete (logged; the connection is closed).
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +62,8 @@ pub async fn handshake(
             .ok_or(HandshakeError::NoSni)?;
         let ssl = table
             .find(&sni)
-            .ok_or_else(|| HandshakeError::NoCertificate(sni.clone()))?;
+            // rustls hands over only valid DNS names; escaped anyway, as it reaches a log line.
+            .ok_or_else(|| HandshakeError::NoCertificate(printable(sni.as_bytes())))?;
         let stream = start
             .into_stream(ssl.config.clone())
             .await
