@@ -13,8 +13,9 @@ pub enum Kind {
     StreamgateInfo,
     /// streamgate with `nginx_config.worker_processes: 1` (the default is one per core).
     StreamgateOneWorker,
-    /// streamgate with `nginx_config.busy_polling: true` (off by default).
-    StreamgatePoll,
+    /// The same streamgate build and settings again, as a system of its own: its spread from
+    /// `streamgate` in the same run is the noise floor (an A/A comparison).
+    StreamgateTwin,
     Haproxy,
     /// HAProxy with `nbthread 1`: the thread count of `streamgate-1w`.
     HaproxyOneThread,
@@ -26,7 +27,7 @@ impl Kind {
         Kind::Streamgate,
         Kind::StreamgateInfo,
         Kind::StreamgateOneWorker,
-        Kind::StreamgatePoll,
+        Kind::StreamgateTwin,
         Kind::Haproxy,
         Kind::HaproxyOneThread,
     ];
@@ -37,7 +38,7 @@ impl Kind {
             Kind::Streamgate => "streamgate",
             Kind::StreamgateInfo => "streamgate-info",
             Kind::StreamgateOneWorker => "streamgate-1w",
-            Kind::StreamgatePoll => "streamgate-poll",
+            Kind::StreamgateTwin => "streamgate-aa",
             Kind::Haproxy => "haproxy",
             Kind::HaproxyOneThread => "haproxy-1t",
         }
@@ -49,7 +50,7 @@ impl Kind {
             Kind::Streamgate => "streamgate",
             Kind::StreamgateInfo => "streamgate, RUST_LOG=info",
             Kind::StreamgateOneWorker => "streamgate, 1 worker",
-            Kind::StreamgatePoll => "streamgate, busy_polling",
+            Kind::StreamgateTwin => "streamgate again (A/A)",
             Kind::Haproxy => "HAProxy",
             Kind::HaproxyOneThread => "HAProxy, nbthread 1",
         }
@@ -60,7 +61,7 @@ impl Kind {
     pub fn is_streamgate_variant(self) -> bool {
         matches!(
             self,
-            Kind::StreamgateInfo | Kind::StreamgateOneWorker | Kind::StreamgatePoll
+            Kind::StreamgateInfo | Kind::StreamgateOneWorker | Kind::StreamgateTwin
         )
     }
 
@@ -68,7 +69,6 @@ impl Kind {
     pub fn nginx_settings(self) -> Option<&'static str> {
         match self {
             Kind::StreamgateOneWorker => Some("worker_processes: 1"),
-            Kind::StreamgatePoll => Some("busy_polling: true"),
             _ => None,
         }
     }

@@ -143,7 +143,7 @@ impl Lab {
                 child: None,
                 _dir: None,
             }),
-            Kind::Streamgate | Kind::StreamgateOneWorker | Kind::StreamgatePoll => {
+            Kind::Streamgate | Kind::StreamgateOneWorker | Kind::StreamgateTwin => {
                 self.streamgate(kind, self.options.streamgate_log.as_deref())
             }
             Kind::StreamgateInfo => self.streamgate(kind, Some("info")),

@@ -42,7 +42,8 @@ pub struct Args {
     #[arg(long, default_value_t = 6)]
     pub rounds: usize,
     /// Systems to compare (direct, streamgate, haproxy; also streamgate-info, streamgate-1w with
-    /// one worker thread, haproxy-1t with `nbthread 1`).
+    /// one worker thread, streamgate-aa the same build again for the noise floor, haproxy-1t
+    /// with `nbthread 1`).
     #[arg(
         long,
         value_delimiter = ',',

@@ -1,10 +1,9 @@
-//! The built binary with one worker, with more workers than cores and with busy polling:
+//! The built binary with one worker and with more workers than cores:
 //! concurrent clients each get their own upstream conversation back, whole and in order,
 //! whichever worker accepted or ran their session (hand-offs and surges included), and every
 //! half-close is forwarded.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sg_blackbox::mqtt::free_port_on;
@@ -79,43 +78,6 @@ fn one_worker_serves_concurrent_clients() {
 fn more_workers_than_cores_serve_concurrent_clients() {
     let (_gw, listen, _server) = start(3);
     assert_eq!(wrong_conversations(listen), Vec::<String>::new());
-}
-
-#[test]
-fn busy_polling_workers_serve_concurrent_clients_and_sleep_at_normal_priority() {
-    let (gw, listen, _server) = start_with("worker_processes: 2\nbusy_polling: true", "info");
-    let log = gw.wait_log("busy polling: workers poll");
-    assert!(log.contains("busy polling: workers poll"), "{log}");
-    assert_eq!(wrong_conversations(listen), Vec::<String>::new());
-    // A worker polls at idle priority only until it finds work or goes to sleep.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let idle = loop {
-        let idle = threads_at_idle_priority(gw.pid());
-        if idle.is_empty() || Instant::now() > deadline {
-            break idle;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(idle, Vec::<String>::new());
-}
-
-/// The threads of `pid` whose scheduling policy is `SCHED_IDLE` (5).
-fn threads_at_idle_priority(pid: u32) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .filter_map(|task| {
-            let sched = std::fs::read_to_string(task.path().join("sched")).ok()?;
-            let policy = sched
-                .lines()
-                .find(|line| line.starts_with("policy"))?
-                .split(':')
-                .nth(1)?
-                .trim()
-                .to_owned();
-            (policy == "5").then(|| task.file_name().to_string_lossy().into_owned())
-        })
-        .collect()
 }
 
 /// On-CPU nanoseconds of each thread of `pid`, by thread name.

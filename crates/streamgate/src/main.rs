@@ -53,14 +53,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if settings.busy_polling {
-        match workers.enable_busy_polling() {
-            Ok(()) => tracing::info!("busy polling: workers poll for events before they sleep"),
-            Err(error) => {
-                tracing::warn!(%error, "busy_polling is on, but workers will sleep without polling")
-            }
-        }
-    }
     let control = match control_plane::runtime() {
         Ok(control) => control,
         Err(e) => {

@@ -113,9 +113,6 @@ pub struct Settings {
     /// Data-plane worker threads (`nginx_config.worker_processes`): `None` is `auto`, one per
     /// available core.
     pub workers: Option<std::num::NonZeroUsize>,
-    /// Whether workers poll for new events for a few microseconds before they sleep
-    /// (`nginx_config.busy_polling`, streamgate's, off by default as HAProxy's `busy-polling`).
-    pub busy_polling: bool,
     /// One line per ignored key, to be logged at start.
     pub warnings: Vec<String>,
 }
@@ -267,14 +264,19 @@ impl Settings {
         )?;
         let log_filter = nginx::parse_log_filter(&root.child("nginx_config"))?;
         let workers = nginx::parse_workers(&root.child("nginx_config").child("worker_processes"))?;
-        let busy_polling = root
+        if root
             .child("nginx_config")
             .child("busy_polling")
-            .bool_or(false)?;
+            .value()
+            .is_some()
+        {
+            warnings.push(
+                "ignoring `nginx_config.busy_polling`: removed (polling before sleeping won nothing beyond measurement noise)".to_owned(),
+            );
+        }
         Ok(Settings {
             log_filter,
             workers,
-            busy_polling,
             prometheus_addr,
             proxy_mode,
             stream_listeners,

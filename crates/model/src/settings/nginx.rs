@@ -1,5 +1,5 @@
 //! `nginx_config`: the error log level, the stream access log switch and `worker_processes`, the
-//! number of data-plane worker threads (`busy_polling`, a plain switch, is read beside them).
+//! number of data-plane worker threads.
 
 use std::num::NonZeroUsize;
 

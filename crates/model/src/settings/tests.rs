@@ -140,15 +140,17 @@ fn log_level_and_access_log_follow_nginx_config() {
 }
 
 #[test]
-fn busy_polling_is_an_opt_in_switch() {
-    assert!(!Settings::parse("").unwrap().busy_polling);
+fn the_removed_busy_polling_switch_is_ignored_with_a_warning() {
+    let settings = Settings::parse("nginx_config:\n  busy_polling: true\n").unwrap();
     assert!(
-        Settings::parse("nginx_config:\n  busy_polling: true\n")
-            .unwrap()
-            .busy_polling
+        settings
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("ignoring `nginx_config.busy_polling`: removed")),
+        "{:?}",
+        settings.warnings
     );
-    let err = Settings::parse("nginx_config:\n  busy_polling: yes please\n").unwrap_err();
-    assert_eq!(err.key, "nginx_config.busy_polling");
+    assert!(Settings::parse("").unwrap().warnings.is_empty());
 }
 
 #[test]

@@ -8,8 +8,7 @@
 //! session's wake-ups over all threads costs cross-thread hand-offs and leaves each wake-up
 //! fewer ready sockets to batch. Filling one thread first keeps light traffic as cheap as one
 //! thread, and a connection storm still gets every core. A session stays on the worker it
-//! started on. With busy polling on, a worker watches for new events briefly before it sleeps
-//! (`halt_poll`).
+//! started on.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -21,10 +20,8 @@ use tokio::net::TcpStream;
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 
-use halt_poll::HaltPoll;
 pub use surge::{Surge, SURGE_LEASE};
 
-mod halt_poll;
 mod surge;
 
 /// How long a worker may run tasks without parking before it counts as saturated. Short: a
@@ -64,12 +61,11 @@ impl Load {
     }
 }
 
-/// A worker thread's runtime, its load and its halt polling.
+/// A worker thread's runtime and its load.
 #[derive(Clone)]
 pub struct Worker {
     handle: Handle,
     load: Arc<Load>,
-    halt: Arc<HaltPoll>,
 }
 
 impl Worker {
@@ -124,12 +120,10 @@ impl Workers {
         let epoch = Instant::now();
         let stop = CancellationToken::new();
         let home_load = Load::new(epoch);
-        let home_halt = Arc::new(HaltPoll::new());
-        let home = runtime(&home_load, &home_halt)?;
+        let home = runtime(&home_load)?;
         let mut workers = vec![Worker {
             handle: home.handle().clone(),
             load: home_load,
-            halt: home_halt,
         }];
         for index in 1..count {
             workers.push(spawn_worker(index, epoch, stop.clone())?);
@@ -183,20 +177,6 @@ impl Workers {
         self.workers.iter().skip(1)
     }
 
-    /// Makes every worker poll for new events for a few microseconds before it sleeps
-    /// (`nginx_config.busy_polling`, see `halt_poll`). On error no worker polls.
-    pub fn enable_busy_polling(&self) -> io::Result<()> {
-        halt_poll::check_priority_round_trip()?;
-        let attached = self
-            .workers
-            .iter()
-            .try_for_each(|worker| worker.halt.attach(&worker.handle));
-        if attached.is_err() {
-            self.workers.iter().for_each(|worker| worker.halt.detach());
-        }
-        attached
-    }
-
     /// The surge state: while one lasts, the other workers accept too.
     pub fn surge(&self) -> &Surge {
         &self.surge
@@ -224,21 +204,16 @@ fn choose(streaks: impl Iterator<Item = u64>, saturated: u64) -> usize {
     best.0
 }
 
-/// A single-threaded runtime whose park hooks keep `load` and run `halt`.
-fn runtime(load: &Arc<Load>, halt: &Arc<HaltPoll>) -> io::Result<Runtime> {
+/// A single-threaded runtime whose park hooks keep `load`.
+fn runtime(load: &Arc<Load>) -> io::Result<Runtime> {
     let (parked, unparked) = (load.clone(), load.clone());
-    let (before_park, after_unpark) = (halt.clone(), halt.clone());
     unparked
         .busy_since
         .store(stamp(unparked.epoch), Ordering::Relaxed);
     Builder::new_current_thread()
         .enable_all()
-        .on_thread_park(move || {
-            parked.busy_since.store(PARKED, Ordering::Relaxed);
-            before_park.before_park();
-        })
+        .on_thread_park(move || parked.busy_since.store(PARKED, Ordering::Relaxed))
         .on_thread_unpark(move || {
-            after_unpark.after_unpark();
             unparked
                 .busy_since
                 .store(stamp(unparked.epoch), Ordering::Relaxed)
@@ -249,8 +224,7 @@ fn runtime(load: &Arc<Load>, halt: &Arc<HaltPoll>) -> io::Result<Runtime> {
 /// Starts a worker thread that drives its runtime until `stop`.
 fn spawn_worker(index: usize, epoch: Instant, stop: CancellationToken) -> io::Result<Worker> {
     let load = Load::new(epoch);
-    let halt = Arc::new(HaltPoll::new());
-    let runtime = runtime(&load, &halt)?;
+    let runtime = runtime(&load)?;
     let handle = runtime.handle().clone();
     std::thread::Builder::new()
         .name(format!("streamgate-worker-{index}"))
@@ -259,7 +233,7 @@ fn spawn_worker(index: usize, epoch: Instant, stop: CancellationToken) -> io::Re
             // Sessions still open are cut, as at the end of the home runtime.
             runtime.shutdown_background();
         })?;
-    Ok(Worker { handle, load, halt })
+    Ok(Worker { handle, load })
 }
 
 #[cfg(test)]
