@@ -26,7 +26,7 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 /// overflows and drops connects for a second. Leaves room for a few gateways per broker.
 /// Per node rather than one queue per upstream: a broker that hangs then holds back only its
 /// own clients, and a shared queue, though fairer when one broker lags, cost 4–9% of a
-/// 256-client storm's rate on two workers (docs/benchmarks.md, session 8).
+/// 256-client storm's rate on two workers (measured with `make bench`).
 pub const PENDING_PER_NODE: usize = 32;
 
 /// Everything the data plane needs to reach an upstream.
