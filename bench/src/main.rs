@@ -41,13 +41,13 @@ pub struct Args {
     /// Rounds; each round runs every system once, in a rotated order. Figures are medians.
     #[arg(long, default_value_t = 6)]
     pub rounds: usize,
-    /// Systems to compare (direct, streamgate, haproxy; also streamgate-info, streamgate-1w with
-    /// one worker thread, streamgate-aa the same build again for the noise floor, haproxy-1t
-    /// with `nbthread 1`).
+    /// Systems to compare (direct, streamgate, the same build again as streamgate-aa for the
+    /// noise floor, haproxy; also streamgate-info, streamgate-1w with one worker thread,
+    /// haproxy-1t with `nbthread 1`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,streamgate,haproxy"
+        default_value = "direct,streamgate,streamgate-aa,haproxy"
     )]
     pub systems: Vec<String>,
     /// Scenarios to run (idle, silent, storm, tls, qos0, qos1, config-scale). Only

@@ -81,9 +81,14 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
     let variants: Vec<Kind> = systems
         .iter()
         .copied()
-        .filter(|k| k.is_streamgate_variant())
+        .filter(|k| k.is_streamgate_variant() && *k != Kind::StreamgateTwin)
         .collect();
+    // The same build measured twice in this run: how far apart they land is the noise floor.
+    let twin = systems.contains(&Kind::StreamgateTwin);
     out.push_str(" streamgate ÷ HAProxy | target | |");
+    if twin {
+        out.push_str(" noise floor (A/A): streamgate again ÷ streamgate |");
+    }
     for k in &variants {
         let _ = write!(out, " {} ÷ HAProxy | |", k.title());
     }
@@ -92,6 +97,9 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
         out.push_str("---:|");
     }
     out.push_str("---:|---|---|");
+    if twin {
+        out.push_str("---:|");
+    }
     for _ in &variants {
         out.push_str("---:|---|");
     }
@@ -124,6 +132,13 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
         let (text, verdict) = judge(ratio(Kind::Streamgate));
         let target = m.target.map(Target::text).unwrap_or_default();
         let _ = write!(out, " {text} | {target} | {verdict} |");
+        if twin {
+            let floor = med(results, Kind::StreamgateTwin, &m)
+                .zip(med(results, Kind::Streamgate, &m))
+                .filter(|(_, s)| *s > 0.0)
+                .map_or("—".to_owned(), |(a, s)| format!("{:.2}×", a / s));
+            let _ = write!(out, " {floor} |");
+        }
         for k in &variants {
             let (text, verdict) = judge(ratio(*k));
             let _ = write!(out, " {text} | {verdict} |");
