@@ -26,6 +26,8 @@ test: deps build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny check licenses bans sources
 
 # Benchmarks, not part of `test`: criterion micro-benchmarks, then every scenario against
 # mosquitto, streamgate and HAProxy 2.6, then configuration scale on streamgate alone
