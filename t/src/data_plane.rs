@@ -2,11 +2,11 @@
 //! stream port, serving the `conf/apisix.yaml` the test writes; it has no Admin API to wait on.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 
-use crate::{binary, config_with_tcp, free_port};
+use crate::{config_with_tcp, free_port, launch};
 
 pub struct DataPlane {
     child: Option<Child>,
@@ -46,15 +46,7 @@ impl DataPlane {
             .create(true)
             .append(true)
             .open(self.dir.path().join("streamgate.log"))?;
-        let child = Command::new(binary())
-            .args(["-c", "conf/config.yaml"])
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary().display()))?;
-        self.child = Some(child);
+        self.child = Some(launch(self.dir.path(), log, &[])?);
         Ok(())
     }
 

@@ -22,6 +22,20 @@ pub mod tls;
 pub const ADMIN_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
 pub const VIEWER_KEY: &str = "4054f7cf07e344346cd3f287985e76a2";
 
+/// Starts the binary on `dir/conf/config.yaml`, in `dir`, at log level info, its log going to
+/// `log`, with `env` added to the environment.
+pub fn launch(dir: &Path, log: std::fs::File, env: &[(&str, String)]) -> Result<Child> {
+    Command::new(binary())
+        .args(["-c", "conf/config.yaml"])
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary().display()))
+}
+
 /// The release binary built by `make test` (or `STREAMGATE_BIN`).
 pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("STREAMGATE_BIN") {
@@ -142,15 +156,7 @@ impl Gateway {
         std::fs::create_dir_all(self.dir.path().join("conf"))?;
         std::fs::write(self.dir.path().join("conf/config.yaml"), &self.config)?;
         let log = std::fs::File::create(self.dir.path().join("streamgate.log"))?;
-        let child = Command::new(binary())
-            .args(["-c", "conf/config.yaml"])
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary().display()))?;
-        self.child = Some(child);
+        self.child = Some(launch(self.dir.path(), log, &[])?);
         self.wait_ready()
     }
 

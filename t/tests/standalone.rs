@@ -3,11 +3,11 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use sg_blackbox::tcp::{who_answers, NamedServer};
-use sg_blackbox::{binary, config_with_tcp, free_port, run_to_exit};
+use sg_blackbox::{config_with_tcp, free_port, launch, run_to_exit};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -40,15 +40,7 @@ impl Standalone {
         std::fs::write(dir.path().join("conf/config.yaml"), config).unwrap();
         std::fs::write(dir.path().join("conf/apisix.yaml"), apisix_yaml).unwrap();
         let log = std::fs::File::create(dir.path().join("streamgate.log")).unwrap();
-        let child = Command::new(binary())
-            .args(["-c", "conf/config.yaml"])
-            .current_dir(dir.path())
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = launch(dir.path(), log, env).unwrap();
         Standalone {
             child,
             dir,

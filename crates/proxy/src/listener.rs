@@ -81,6 +81,9 @@ pub struct Dataplane {
     sessions: TaskTracker,
     stop: watch::Sender<bool>,
     acceptors: Vec<JoinHandle<()>>,
+    /// Kept until the drain is over: the last handle stops the worker threads, and with them
+    /// the sessions they run.
+    workers: Arc<Workers>,
     /// Addresses actually bound (port 0 resolved).
     pub addrs: Vec<SocketAddr>,
 }
@@ -145,6 +148,7 @@ impl Dataplane {
             sessions,
             stop,
             acceptors,
+            workers,
             addrs,
         }
     }
@@ -161,10 +165,12 @@ impl Dataplane {
             open = self.sessions.len(),
             "listeners closed, draining sessions"
         );
-        match tokio::time::timeout(timeout, self.sessions.wait()).await {
+        let open = match tokio::time::timeout(timeout, self.sessions.wait()).await {
             Ok(()) => 0,
             Err(_) => self.sessions.len(),
-        }
+        };
+        drop(self.workers);
+        open
     }
 }
 

@@ -24,14 +24,10 @@ pub enum LogKind {
     Upstream,
 }
 
-impl LogKind {
-    const ALL: [LogKind; 4] = [
-        LogKind::Mqtt,
-        LogKind::Tls,
-        LogKind::Refused,
-        LogKind::Upstream,
-    ];
+/// One window per [`LogKind`], indexed by its discriminant.
+const KINDS: usize = 4;
 
+impl LogKind {
     fn name(self) -> &'static str {
         match self {
             LogKind::Mqtt => "mqtt-proxy",
@@ -73,14 +69,13 @@ impl Window {
 }
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-static WINDOWS: LazyLock<[Mutex<Window>; 4]> = LazyLock::new(Default::default);
+static WINDOWS: LazyLock<[Mutex<Window>; KINDS]> = LazyLock::new(Default::default);
 
 /// Whether a line of `kind` may be written now. When a new second starts after lines were
 /// suppressed, says how many first.
 pub fn allow(kind: LogKind) -> bool {
-    let index = LogKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     let second = EPOCH.elapsed().as_secs();
-    let (allowed, suppressed) = WINDOWS[index].lock().take(second);
+    let (allowed, suppressed) = WINDOWS[kind as usize].lock().take(second);
     if suppressed > 0 {
         tracing::warn!(
             kind = kind.name(),
@@ -94,16 +89,15 @@ pub fn allow(kind: LogKind) -> bool {
 /// Client-controlled bytes (an MQTT protocol name or client id) as text fit for a log line:
 /// invalid UTF-8 replaced, control characters (newlines included) escaped.
 pub fn printable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .flat_map(|c| {
-            let escaped = c.is_control().then(|| c.escape_default());
-            escaped
-                .into_iter()
-                .flatten()
-                .chain((!c.is_control()).then_some(c))
-        })
-        .collect()
+    let mut text = String::with_capacity(bytes.len());
+    for c in String::from_utf8_lossy(bytes).chars() {
+        if c.is_control() {
+            text.extend(c.escape_default());
+        } else {
+            text.push(c);
+        }
+    }
+    text
 }
 
 #[cfg(test)]

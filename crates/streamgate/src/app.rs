@@ -121,9 +121,7 @@ pub async fn run(
         storm: StormGuard::new(settings.storm),
         drainer: plane.drainer.clone(),
     });
-    // Held here until the drain is over: the last handle stops the worker threads, and with
-    // them the sessions they run.
-    let dataplane = Dataplane::start(listeners, gateway, workers.clone());
+    let dataplane = Dataplane::start(listeners, gateway, workers);
 
     wait_for_signal().await.map_err(StartError::Fatal)?;
     info!(drain_timeout = ?settings.drain_timeout, "shutting down: closing listeners");
@@ -131,7 +129,6 @@ pub async fn run(
         drainer.drain_all();
     }
     let cut = dataplane.drain(settings.drain_timeout).await;
-    drop(workers);
     if cut > 0 {
         warn!(
             sessions = cut,
