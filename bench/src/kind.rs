@@ -16,18 +16,22 @@ pub enum Kind {
     /// The same streamgate build and settings again, as a system of its own: its spread from
     /// `streamgate` in the same run is the noise floor (an A/A comparison).
     StreamgateTwin,
+    /// Another streamgate build (`--candidate`) with the same settings, judged against
+    /// `streamgate` beside the A/A floor: does a change move a figure beyond the noise?
+    StreamgateCandidate,
     Haproxy,
     /// HAProxy with `nbthread 1`: the thread count of `streamgate-1w`.
     HaproxyOneThread,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Direct,
         Kind::Streamgate,
         Kind::StreamgateInfo,
         Kind::StreamgateOneWorker,
         Kind::StreamgateTwin,
+        Kind::StreamgateCandidate,
         Kind::Haproxy,
         Kind::HaproxyOneThread,
     ];
@@ -39,6 +43,7 @@ impl Kind {
             Kind::StreamgateInfo => "streamgate-info",
             Kind::StreamgateOneWorker => "streamgate-1w",
             Kind::StreamgateTwin => "streamgate-aa",
+            Kind::StreamgateCandidate => "streamgate-b",
             Kind::Haproxy => "haproxy",
             Kind::HaproxyOneThread => "haproxy-1t",
         }
@@ -51,6 +56,7 @@ impl Kind {
             Kind::StreamgateInfo => "streamgate, RUST_LOG=info",
             Kind::StreamgateOneWorker => "streamgate, 1 worker",
             Kind::StreamgateTwin => "streamgate again (A/A)",
+            Kind::StreamgateCandidate => "candidate build (B)",
             Kind::Haproxy => "HAProxy",
             Kind::HaproxyOneThread => "HAProxy, nbthread 1",
         }
@@ -61,7 +67,10 @@ impl Kind {
     pub fn is_streamgate_variant(self) -> bool {
         matches!(
             self,
-            Kind::StreamgateInfo | Kind::StreamgateOneWorker | Kind::StreamgateTwin
+            Kind::StreamgateInfo
+                | Kind::StreamgateOneWorker
+                | Kind::StreamgateTwin
+                | Kind::StreamgateCandidate
         )
     }
 

@@ -26,6 +26,8 @@ pub struct LabOptions {
     pub streamgate_log: Option<String>,
     /// The CPUs the proxies run on; `None`: any.
     pub proxy_cpus: Option<CpuList>,
+    /// The binary of the `streamgate-b` system.
+    pub candidate: Option<PathBuf>,
 }
 
 /// Brokers and certificates shared by every run.
@@ -143,7 +145,10 @@ impl Lab {
                 child: None,
                 _dir: None,
             }),
-            Kind::Streamgate | Kind::StreamgateOneWorker | Kind::StreamgateTwin => {
+            Kind::Streamgate
+            | Kind::StreamgateOneWorker
+            | Kind::StreamgateTwin
+            | Kind::StreamgateCandidate => {
                 self.streamgate(kind, self.options.streamgate_log.as_deref())
             }
             Kind::StreamgateInfo => self.streamgate(kind, Some("info")),
@@ -176,7 +181,15 @@ impl Lab {
         std::fs::write(dir.path().join("conf/config.yaml"), config)?;
         let log_path = dir.path().join("streamgate.log");
         let log = std::fs::File::create(&log_path)?;
-        let mut command = command_on(self.options.proxy_cpus.as_ref(), sg_blackbox::binary());
+        let binary = match kind {
+            Kind::StreamgateCandidate => self
+                .options
+                .candidate
+                .clone()
+                .context("streamgate-b needs --candidate")?,
+            _ => sg_blackbox::binary(),
+        };
+        let mut command = command_on(self.options.proxy_cpus.as_ref(), &binary);
         command
             .args(["-c", "conf/config.yaml"])
             .current_dir(dir.path())
@@ -188,7 +201,7 @@ impl Lab {
         }
         let child = command
             .spawn()
-            .with_context(|| format!("starting {}", sg_blackbox::binary().display()))?;
+            .with_context(|| format!("starting {}", binary.display()))?;
         let pid = child.id();
         let system = System {
             kind,

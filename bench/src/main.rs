@@ -113,6 +113,10 @@ pub struct Args {
     /// streamgate's `worker_processes: auto` does. Pair it with `--others-cpus`.
     #[arg(long)]
     pub proxy_cpus: Option<CpuList>,
+    /// Another streamgate binary, run as the system `streamgate-b` and compared with
+    /// `streamgate` beside the A/A floor (add `streamgate-b` to `--systems`).
+    #[arg(long)]
+    pub candidate: Option<PathBuf>,
     /// Runs the load generator and the brokers on these CPUs only.
     #[arg(long)]
     pub others_cpus: Option<CpuList>,

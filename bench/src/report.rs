@@ -81,13 +81,20 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
     let variants: Vec<Kind> = systems
         .iter()
         .copied()
-        .filter(|k| k.is_streamgate_variant() && *k != Kind::StreamgateTwin)
+        .filter(|k| {
+            k.is_streamgate_variant()
+                && !matches!(k, Kind::StreamgateTwin | Kind::StreamgateCandidate)
+        })
         .collect();
     // The same build measured twice in this run: how far apart they land is the noise floor.
     let twin = systems.contains(&Kind::StreamgateTwin);
+    let candidate = systems.contains(&Kind::StreamgateCandidate);
     out.push_str(" streamgate ÷ HAProxy | target | |");
     if twin {
         out.push_str(" noise floor (A/A): streamgate again ÷ streamgate |");
+    }
+    if candidate {
+        out.push_str(" candidate ÷ streamgate |");
     }
     for k in &variants {
         let _ = write!(out, " {} ÷ HAProxy | |", k.title());
@@ -97,7 +104,7 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
         out.push_str("---:|");
     }
     out.push_str("---:|---|---|");
-    if twin {
+    for _ in [twin, candidate].iter().filter(|shown| **shown) {
         out.push_str("---:|");
     }
     for _ in &variants {
@@ -132,12 +139,17 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
         let (text, verdict) = judge(ratio(Kind::Streamgate));
         let target = m.target.map(Target::text).unwrap_or_default();
         let _ = write!(out, " {text} | {target} | {verdict} |");
-        if twin {
-            let floor = med(results, Kind::StreamgateTwin, &m)
+        let to_streamgate = |kind| {
+            med(results, kind, &m)
                 .zip(med(results, Kind::Streamgate, &m))
                 .filter(|(_, s)| *s > 0.0)
-                .map_or("—".to_owned(), |(a, s)| format!("{:.2}×", a / s));
-            let _ = write!(out, " {floor} |");
+                .map_or("—".to_owned(), |(a, s)| format!("{:.2}×", a / s))
+        };
+        if twin {
+            let _ = write!(out, " {} |", to_streamgate(Kind::StreamgateTwin));
+        }
+        if candidate {
+            let _ = write!(out, " {} |", to_streamgate(Kind::StreamgateCandidate));
         }
         for k in &variants {
             let (text, verdict) = judge(ratio(*k));

@@ -28,6 +28,7 @@ pub fn run(
             .unwrap_or_else(|| repo_root().join("../shared/bench/haproxy-mqtt.cfg")),
         streamgate_log: args.streamgate_log.clone(),
         proxy_cpus: args.proxy_cpus.clone(),
+        candidate: args.candidate.clone(),
     })?;
     let brokers: Vec<_> = lab.brokers.iter().map(|b| b.addr).collect();
     runtime.block_on(publish::label_brokers(&brokers))?;
