@@ -13,8 +13,8 @@ use axum::http::{header, HeaderValue, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
-use sg_proxy::health::UpstreamHealth;
 use sg_proxy::SnapshotHandle;
+use sg_proxy::UpstreamHealth;
 use tokio::net::TcpListener;
 
 /// What the handlers read.

@@ -7,7 +7,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sg_model::Keyring;
-use sg_proxy::health::{Outcome, Source};
+use sg_proxy::{Outcome, Source};
 use sg_store::{ConfigStore, EmbeddedStore};
 use tower::ServiceExt;
 

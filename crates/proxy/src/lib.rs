@@ -1,35 +1,29 @@
-//! The data plane: the compiler that turns the stored object set into an immutable `Snapshot`
-//! published through `ArcSwap`, and the listeners, sessions and copy loop that read it.
+//! The data plane, in layers:
+//! - `config`: decodes and compiles the stored objects into route, upstream and TLS tables,
+//!   published as one immutable `Snapshot` through `ArcSwap`;
+//! - `runtime`: the worker threads, the listeners and where each new session runs;
+//! - `session`: one client connection, phase by phase, from its first bytes to the relay;
+//! - `plugins`: the stream plugins, a trait with no I/O that sessions call;
+//! - `health`: per-node health from active probes and passive reports;
+//! - `metrics`: the Prometheus series and the log lines clients can drive.
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod compilation;
-pub mod compiler;
-pub mod connect;
-pub mod copy;
-pub mod deadline;
-pub mod deferred;
-pub mod drain;
-pub mod health;
-pub mod listener;
-pub mod logs;
-pub mod metrics;
-pub mod plugin;
-pub mod preread;
-pub mod relay_io;
-pub mod resolve;
-pub mod route;
-pub mod session;
-pub mod snapshot;
-pub mod storm;
-pub mod tls;
-pub mod upstream;
-pub mod vars;
-pub mod waiting;
-pub mod workers;
+mod config;
+mod deadline;
+mod health;
+mod metrics;
+mod plugins;
+mod runtime;
+mod session;
 
-pub use compilation::{Compilation, ConfigError};
-pub use compiler::{run_compiler, SnapshotHandle};
-pub use listener::Dataplane;
+pub use config::{
+    normalize_sni, run_compiler, Change, Compilation, ConfigError, Resolver, Snapshot,
+    SnapshotHandle,
+};
+pub use health::{spawn_manager, Outcome, Source, UpstreamHealth};
+pub use metrics::METRICS;
+pub use runtime::{bind, Dataplane, StormGuard, Workers};
+pub use session::drain::Drainer;
+pub use session::preread::PrereadLimits;
 pub use session::Gateway;
-pub use snapshot::Snapshot;

@@ -9,7 +9,7 @@ use sg_model::check::check;
 use sg_model::resource::{StreamRoute, Upstream};
 use sg_model::schema::schemas;
 use sg_model::{decode, Keyring, Kind};
-use sg_proxy::compilation::{Change, Compilation};
+use sg_proxy::{Change, Compilation};
 
 /// Numbers at the edges of every type a configured value may land in.
 const EDGES: &[f64] = &[

@@ -6,10 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sg_model::settings::{ConfigProvider, WELL_KNOWN_ADMIN_KEY};
 use sg_model::Settings;
-use sg_proxy::preread::PrereadLimits;
-use sg_proxy::storm::StormGuard;
-use sg_proxy::workers::Workers;
-use sg_proxy::{Dataplane, Gateway};
+use sg_proxy::{Dataplane, Gateway, PrereadLimits, StormGuard, Workers};
 use sg_store::{ConfigStore, EmbeddedStore};
 use tokio::runtime::Handle;
 use tokio::signal::unix::{signal, SignalKind};
@@ -99,7 +96,7 @@ pub async fn run(
         .map_err(|e| StartError::Fatal(e.into()))??;
 
     let listeners = if settings.proxy_mode.stream_enabled() {
-        sg_proxy::listener::bind(&settings.stream_listeners)
+        sg_proxy::bind(&settings.stream_listeners)
             .await
             .map_err(|e| StartError::Fatal(e.into()))?
     } else {
@@ -116,7 +113,7 @@ pub async fn run(
         fallback_sni: settings
             .fallback_sni
             .as_deref()
-            .map(sg_proxy::tls::normalize_sni),
+            .map(sg_proxy::normalize_sni),
         handshake_timeout: settings.handshake_timeout,
         storm: StormGuard::new(settings.storm),
         drainer: plane.drainer.clone(),

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sg_admin::{AdminConfig, AdminState};
 use sg_model::Settings;
-use sg_proxy::drain::Drainer;
-use sg_proxy::resolve::Resolver;
-use sg_proxy::SnapshotHandle;
+use sg_proxy::{Drainer, Resolver, SnapshotHandle};
 use tokio::net::TcpListener;
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::watch;
@@ -56,7 +54,7 @@ impl ControlPlane {
         let drainer = Drainer::new(settings.drain_rate);
         background.extend(drainer.as_ref().map(|d| d.spawn(snapshots.clone())));
         let (stop, stop_rx) = watch::channel(false);
-        background.push(sg_proxy::health::spawn_manager(
+        background.push(sg_proxy::spawn_manager(
             snapshots.clone(),
             resolver.clone(),
             stop_rx.clone(),

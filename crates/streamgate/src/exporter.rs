@@ -5,7 +5,7 @@ use std::future::Future;
 use axum::http::header;
 use axum::routing::get;
 use axum::Router;
-use sg_proxy::metrics::METRICS;
+use sg_proxy::METRICS;
 use tokio::net::TcpListener;
 
 /// The path APISIX serves its metrics on.

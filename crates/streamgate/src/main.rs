@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use sg_model::Settings;
-use sg_proxy::workers::Workers;
+use sg_proxy::Workers;
 
 /// Exit code for an unusable configuration (sysexits' EX_USAGE, as linkerd uses).
 const EX_USAGE: u8 = 64;

@@ -13,7 +13,7 @@ use tokio::time::{sleep, timeout};
 use tracing::debug;
 
 use super::{Outcome, Source, UpstreamHealth};
-use crate::resolve::Resolver;
+use crate::config::resolve::Resolver;
 
 /// A TCP connect to `host:port` within `limit`: lua-resty-healthcheck's `tcp` probe.
 pub(crate) async fn tcp_probe(

@@ -11,9 +11,9 @@ use tracing::info;
 
 use super::checker::{run, tcp_probe};
 use super::UpstreamHealth;
-use crate::compiler::SnapshotHandle;
-use crate::resolve::Resolver;
-use crate::snapshot::Snapshot;
+use crate::config::compiler::SnapshotHandle;
+use crate::config::resolve::Resolver;
+use crate::config::snapshot::Snapshot;
 
 /// A running checker; dropping it stops the checker.
 struct Running {

@@ -16,11 +16,11 @@ use sg_balancer::{NodeSpec, Pick, Tried};
 use tracing::{debug, info, warn};
 
 pub use manager::spawn_manager;
-pub use sg_model::resource::{Active, CheckType, Checks, Thresholds};
-pub use state::{Change, Counters, NodeHealth, Outcome, Status};
+pub use sg_model::resource::{Checks, Thresholds};
+pub use state::{NodeHealth, Outcome};
 
+use crate::config::upstream::Upstream;
 use crate::metrics::{NodeLabels, METRICS};
-use crate::upstream::Upstream;
 
 /// One checked node of an upstream.
 #[derive(Debug)]

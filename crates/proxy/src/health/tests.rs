@@ -11,8 +11,9 @@ use sg_model::Keyring;
 
 use super::checker::run;
 use super::*;
-use crate::tls::TlsTable;
-use crate::upstream::Upstream;
+use crate::config::tls::TlsTable;
+use crate::config::upstream::Upstream;
+use crate::health::state::Status;
 
 fn compile(conf: &Value, previous: Option<&Upstream>) -> Upstream {
     Upstream::compile(

@@ -1,0 +1,435 @@
+//! One client connection: match a route on the snapshot loaded at accept time, pick and connect
+//! a node with APISIX's retry rules, replay pre-read bytes, copy, and log the session.
+//!
+//! Its phases, in order: `waiting` for the client's first bytes, the TLS `handshake`,
+//! `preread` by the route's plugins, `connect` to a node, then the `relay`; `drain` closes
+//! sessions whose node leaves its upstream.
+
+pub(crate) mod connect;
+pub(crate) mod drain;
+pub(crate) mod handshake;
+pub(crate) mod preread;
+pub(crate) mod relay;
+pub(crate) mod vars;
+pub(crate) mod waiting;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use sg_balancer::Pick;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
+use tracing::{info, warn, Instrument};
+
+use crate::config::compiler::SnapshotHandle;
+use crate::metrics::logs::{self, LogKind};
+use crate::metrics::{ReasonLabels, METRICS};
+use crate::plugins::Ctx;
+use crate::session::connect::{connect, UpstreamIo};
+use crate::session::drain::{CloseFlag, Drainer};
+use crate::session::preread::PrereadLimits;
+use crate::session::relay::plain::Relay;
+use crate::session::relay::Transfer;
+
+use crate::config::resolve::Resolver;
+use crate::config::route::Route;
+use crate::config::upstream::Upstream;
+use crate::runtime::storm::StormGuard;
+use crate::session::vars::ConnVars;
+use crate::session::waiting::{Accepted, Waiting};
+
+/// What every connection shares.
+pub struct Gateway {
+    pub snapshots: SnapshotHandle,
+    pub resolver: Arc<Resolver>,
+    pub preread: PrereadLimits,
+    /// `apisix.ssl.fallback_sni`, normalized: the SNI assumed when a client sends none.
+    pub fallback_sni: Option<String>,
+    /// The longest a TLS client may take to complete its handshake.
+    pub handshake_timeout: Duration,
+    /// Per-client connection rates and the handshake cap.
+    pub storm: StormGuard,
+    /// Paced draining, when `drain_rate` is set.
+    pub drainer: Option<Arc<Drainer>>,
+}
+
+/// The client side of a session.
+pub type ClientIo = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+
+fn tcp_of(client: &ClientIo) -> &TcpStream {
+    match client {
+        Either::Left(tcp) => tcp,
+        Either::Right(tls) => tls.get_ref().0,
+    }
+}
+
+/// Closes a refused connection with a reset, as nginx does when it leaves bytes unread.
+fn reject(client: ClientIo) {
+    let _ = socket2::SockRef::from(tcp_of(&client)).set_linger(Some(Duration::ZERO));
+    drop(client);
+}
+
+/// Closes a connection no route takes as nginx does: the kernel sends a FIN to a client that
+/// sent nothing, and a reset when unread bytes are pending; bytes the gateway read already
+/// count as sent.
+fn close_unrouted(client: ClientIo, read_some: bool) {
+    if read_some {
+        reject(client);
+    }
+}
+
+type BoxedRelay = Pin<Box<dyn Future<Output = Transfer> + Send>>;
+
+pin_project! {
+    /// The copy phase: the allocation-free relay when both sides are plain TCP, the generic
+    /// one when a side speaks TLS.
+    #[project = RelayingProj]
+    enum Relaying {
+        Plain { #[pin] relay: Relay },
+        Tls { relay: BoxedRelay },
+    }
+}
+
+impl Relaying {
+    fn new(client: ClientIo, upstream: UpstreamIo, idle: Duration) -> Relaying {
+        match (client, upstream) {
+            (Either::Left(client), Either::Left(upstream)) => Relaying::Plain {
+                relay: Relay::new(client, upstream, idle),
+            },
+            (client, upstream) => Relaying::Tls {
+                relay: Box::pin(relay::tls::relay(client, upstream, idle)),
+            },
+        }
+    }
+}
+
+impl Future for Relaying {
+    type Output = Transfer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Transfer> {
+        match self.project() {
+            RelayingProj::Plain { relay } => relay.poll(cx),
+            RelayingProj::Tls { relay } => relay.as_mut().poll(cx),
+        }
+    }
+}
+
+pin_project! {
+    /// A session whose upstream is connected: exactly what the long copy phase keeps.
+    struct Established {
+        #[pin]
+        relay: Relaying,
+        node: SocketAddr,
+        route: Arc<Route>,
+        ctx: Ctx,
+        replayed: u64,
+        close: Option<Arc<CloseFlag>>,
+        started: Instant,
+        span: tracing::Span,
+        _pick: Pick,
+    }
+}
+
+impl Future for Established {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let _in_span = this.span.enter();
+        if this.close.as_ref().is_some_and(|flag| flag.poll_closed(cx)) {
+            this.route.metrics.active.dec();
+            info!(route = %this.route.id, node = %this.node, "session closed: its node is draining");
+            return Poll::Ready(());
+        }
+        let Transfer {
+            to_upstream,
+            to_client,
+            end,
+        } = ready!(this.relay.poll(cx));
+        // Pre-read bytes were replayed to the upstream before the relay started.
+        let to_upstream = to_upstream + *this.replayed;
+        let metrics = &this.route.metrics;
+        metrics.active.dec();
+        metrics.to_upstream.inc_by(to_upstream);
+        metrics.to_client.inc_by(to_client);
+        info!(
+            target: "streamgate::access",
+            route = %this.route.id,
+            node = %this.node,
+            sent = to_upstream,
+            received = to_client,
+            duration_ms = this.started.elapsed().as_millis() as u64,
+            end = %end,
+            "session closed"
+        );
+        for plugin in &this.route.plugins {
+            plugin.log(this.ctx);
+        }
+        Poll::Ready(())
+    }
+}
+
+/// Opens the connection's span, then sets the session up inside it.
+async fn establish(accepted: Accepted) -> Option<Established> {
+    let span = tracing::info_span!("conn", client = %accepted.remote, server = %accepted.server);
+    set_up(accepted, span.clone()).instrument(span).await
+}
+
+/// Matches the route (after the TLS handshake on TLS listeners), runs the pre-read phase and
+/// connects the upstream. `None`: the client was refused (and its connection closed).
+async fn set_up(
+    Accepted {
+        gateway,
+        client: tcp,
+        remote,
+        server,
+        tls,
+        at: accepted,
+        first,
+        route,
+    }: Accepted,
+    span: tracing::Span,
+) -> Option<Established> {
+    let (mut client, route, sni): (ClientIo, _, _) = if tls {
+        let Ok(_slot) = gateway.storm.handshake() else {
+            METRICS.refuse("handshake_limit");
+            reject(Either::Left(tcp));
+            return None;
+        };
+        // Boxed, as the connect phase below: a session waiting for its client holds only the
+        // state of the phase it is in.
+        let snapshot = gateway.snapshots.load();
+        let handshake = Box::pin(handshake::handshake(
+            tcp,
+            &snapshot.tls,
+            gateway.fallback_sni.as_deref(),
+            gateway.handshake_timeout.saturating_sub(accepted.elapsed()),
+        ));
+        match handshake.await {
+            Ok(done) => {
+                let route = snapshot.routes.find(Some(&done.sni), remote, server);
+                (
+                    Either::Right(Box::new(done.stream)),
+                    route.cloned(),
+                    Some(done.sni),
+                )
+            }
+            Err(e) => {
+                if logs::allow(LogKind::Tls) {
+                    warn!("{e}");
+                }
+                METRICS
+                    .tls_handshake_failures
+                    .get_or_create(&ReasonLabels { reason: e.reason() })
+                    .inc();
+                return None;
+            }
+        }
+    } else {
+        (Either::Left(tcp), route, None)
+    };
+    let Some(route) = route else {
+        info!("not hit any route");
+        close_unrouted(client, !first.is_empty());
+        return None;
+    };
+    let mut ctx = Ctx {
+        vars: ConnVars {
+            remote,
+            server,
+            mqtt_client_id: None,
+        },
+        leases: Vec::new(),
+        idle_at_least: None,
+    };
+    let preread = match preread::run(
+        &route.plugins,
+        &mut ctx,
+        &mut client,
+        first,
+        gateway.preread,
+        accepted,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(refused) => {
+            if logs::allow(LogKind::Refused) {
+                warn!(
+                    "{} exits with status code {}",
+                    refused.plugin, refused.reject.code
+                );
+            }
+            refuse(client, refused.reject.reply).await;
+            route.plugins.iter().for_each(|p| p.log(&ctx));
+            return None;
+        }
+    };
+    let Some(upstream) = route.upstream.clone() else {
+        if logs::allow(LogKind::Upstream) {
+            warn!(route = %route.id, "no valid upstream node: the route's upstream does not exist");
+        }
+        reject(client);
+        return None;
+    };
+    // Plain clients' fallback SNI only matched routes; TLS upstreams get the client's name.
+    let upstream_sni = sni.as_deref();
+    let connected = match Box::pin(connect(
+        &upstream,
+        &ctx.vars,
+        upstream_sni,
+        &preread,
+        route.server_answers,
+        &gateway.resolver,
+    ))
+    .await
+    {
+        Ok(connected) => connected,
+        Err(e) => {
+            if logs::allow(LogKind::Upstream) {
+                warn!(route = %route.id, "failed to connect to an upstream: {e}");
+            }
+            reject(client);
+            return None;
+        }
+    };
+    let stream = connected.stream;
+    let replayed = preread.len() as u64;
+    let close = gateway.drainer.as_ref().map(|drainer| {
+        drainer.register(
+            &upstream.key,
+            upstream.balancer.nodes()[connected.pick.index].address(),
+        )
+    });
+    drop(preread);
+    route.metrics.active.inc();
+    Some(Established {
+        relay: Relaying::new(client, stream, idle_timeout(&upstream, &ctx)),
+        node: connected.addr,
+        route,
+        ctx,
+        replayed,
+        close,
+        started: accepted,
+        span,
+        _pick: connected.pick,
+    })
+}
+
+/// The upstream's idle timeout (nginx's `proxy_timeout`), raised to what a plugin asked for: an
+/// MQTT client that pings every K seconds must not be cut at 600 s when K is longer.
+fn idle_timeout(upstream: &Upstream, ctx: &Ctx) -> Duration {
+    ctx.idle_at_least.map_or(upstream.idle_timeout, |floor| {
+        floor.max(upstream.idle_timeout)
+    })
+}
+
+/// Closes a connection a plugin refused: with a reset, or after writing the plugin's reply.
+async fn refuse(mut client: ClientIo, reply: Option<Vec<u8>>) {
+    match reply {
+        Some(bytes) => {
+            let _ = client.write_all(&bytes).await;
+            let _ = client.shutdown().await;
+        }
+        None => reject(client),
+    }
+}
+
+type SetUp = Pin<Box<dyn Future<Output = Option<Established>> + Send>>;
+
+pin_project! {
+    /// One client connection, from accept to close: waiting for the client's first bytes when
+    /// it speaks first, a boxed set-up phase (freed once the upstream is connected), then the
+    /// relay, held inline.
+    #[project = SessionProj]
+    pub enum Session {
+        Waiting { #[pin] waiting: Waiting },
+        SettingUp { set_up: SetUp },
+        Relaying { #[pin] established: Established },
+    }
+}
+
+impl Future for Session {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self.as_mut().project() {
+                SessionProj::Waiting { waiting } => match ready!(waiting.poll(cx)) {
+                    Some(accepted) => self.set(Session::SettingUp {
+                        set_up: Box::pin(establish(accepted)),
+                    }),
+                    None => return Poll::Ready(()),
+                },
+                SessionProj::SettingUp { set_up } => match ready!(set_up.as_mut().poll(cx)) {
+                    Some(established) => self.set(Session::Relaying { established }),
+                    None => return Poll::Ready(()),
+                },
+                SessionProj::Relaying { established } => return established.poll(cx),
+            }
+        }
+    }
+}
+
+/// The session task of one accepted client connection. `server`: the address the client
+/// reached, when the listener's own address tells it.
+pub fn serve(
+    gateway: Arc<Gateway>,
+    client: TcpStream,
+    remote: SocketAddr,
+    server: Option<SocketAddr>,
+    tls: bool,
+) -> Session {
+    let at = Instant::now();
+    let Some(server) = server.or_else(|| client.local_addr().ok()) else {
+        // The connection is already gone.
+        return Session::SettingUp {
+            set_up: Box::pin(std::future::ready(None)),
+        };
+    };
+    // `deferred`: the listener handed the connection over once the client spoke (see
+    // `crate::runtime::deferred`); `deadline`: the client speaks first, so the session waits for it.
+    let (route, deferred, deadline) = if tls {
+        // A ClientHello comes first; the route is matched on its SNI after the handshake.
+        (None, true, Some(at + gateway.handshake_timeout))
+    } else {
+        // Matched now (APISIX applies fallback_sni to plain connections too); a client whose
+        // route first reads its bytes speaks first.
+        let snapshot = gateway.snapshots.load();
+        let route = snapshot
+            .routes
+            .find(gateway.fallback_sni.as_deref(), remote, server)
+            .cloned();
+        let deadline = route
+            .as_ref()
+            .is_some_and(|route| route.waits_for_client)
+            .then(|| at + gateway.preread.timeout);
+        (route, snapshot.routes.clients_speak_first(), deadline)
+    };
+    let accepted = Accepted {
+        gateway,
+        client,
+        remote,
+        server,
+        tls,
+        at,
+        first: Vec::new(),
+        route,
+    };
+    match deadline {
+        Some(deadline) => Session::Waiting {
+            waiting: Waiting::new(accepted, deadline, deferred),
+        },
+        None => Session::SettingUp {
+            set_up: Box::pin(establish(accepted)),
+        },
+    }
+}
