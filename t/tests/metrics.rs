@@ -101,4 +101,24 @@ fn metrics_follow_sessions_rejections_and_failures() {
         1.0,
     );
     eventually(&gw, "apisix_stream_connection_total{route=\"1\"}", 3.0);
+    // Sessions that ended before their relay, by kind and origin.
+    eventually(
+        &gw,
+        "streamgate_session_failures_total{kind=\"refused\",origin=\"client\"}",
+        2.0,
+    );
+
+    // Only a dead node left: the connect fails at the upstream.
+    let route = json!({"upstream": {"nodes": {dead.clone(): 1}, "retries": 0}});
+    assert_eq!(
+        gw.admin("PUT", "/apisix/admin/stream_routes/1", &route.to_string())
+            .status,
+        200
+    );
+    assert!(exchange(listen, b"x").unwrap_or_default().is_empty());
+    eventually(
+        &gw,
+        "streamgate_session_failures_total{kind=\"connect_refused\",origin=\"upstream\"}",
+        1.0,
+    );
 }

@@ -40,6 +40,14 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// [`ErrorKind::label`](crate::session::error::ErrorKind::label).
+    pub kind: &'static str,
+    /// `client`, `upstream` or `internal`.
+    pub origin: &'static str,
+}
+
 /// Every data-plane metric.
 pub struct Metrics {
     /// APISIX's `prometheus` stream plugin: sessions per route that enables it.
@@ -51,6 +59,8 @@ pub struct Metrics {
     pub mqtt_rejected: Family<ReasonLabels, Counter>,
     pub tls_handshake_failures: Family<ReasonLabels, Counter>,
     pub refused: Family<ReasonLabels, Counter>,
+    /// Sessions that ended before their relay started.
+    pub session_failures: Family<FailureLabels, Counter>,
     /// 1 while a checked node is healthy, 0 while it is not.
     pub node_healthy: Family<NodeLabels, Gauge>,
     /// Stored objects the compiler left out (or could not connect to an upstream), each time
@@ -71,6 +81,7 @@ impl Metrics {
             mqtt_rejected: Family::default(),
             tls_handshake_failures: Family::default(),
             refused: Family::default(),
+            session_failures: Family::default(),
             node_healthy: Family::default(),
             config_rejected: Family::default(),
             registry: Registry::default(),
@@ -115,6 +126,11 @@ impl Metrics {
             "connections_refused",
             "Connections refused before any work, per reason",
             metrics.refused.clone(),
+        );
+        streamgate.register(
+            "session_failures",
+            "Sessions that ended before their relay started, per kind and origin",
+            metrics.session_failures.clone(),
         );
         streamgate.register(
             "upstream_node_healthy",

@@ -21,6 +21,7 @@ use crate::config::upstream::Upstream;
 use crate::health::{self, Outcome};
 use crate::metrics::logs::{self, LogKind};
 use crate::metrics::{NodeLabels, METRICS};
+use crate::session::error::{Error, ErrorKind};
 use crate::session::vars::{key_buf, ConnVars};
 
 /// The SNI sent to TLS upstreams when the client sent none, as APISIX does.
@@ -28,19 +29,6 @@ const DEFAULT_UPSTREAM_SNI: &str = "apisix_backend";
 
 /// The upstream side of a session.
 pub type UpstreamIo = Either<TcpStream, Box<TlsStream<TcpStream>>>;
-
-/// Why no upstream connection could be made.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("all upstream servers tried")]
-    AllTried,
-    #[error("proxy retry timeout, retry count: {0}")]
-    RetryTimeout(usize),
-    #[error("failed to parse domain: {host}, error: {error}")]
-    Domain { host: String, error: std::io::Error },
-    #[error("connect() failed ({error}) while connecting to upstream, upstream: {addr}")]
-    Connect { addr: SocketAddr, error: String },
-}
 
 /// An established upstream connection and the pick that chose it (held for the session's life).
 pub struct Connected {
@@ -56,25 +44,21 @@ async fn connect_node(
     addr: SocketAddr,
     sni: Option<&str>,
     early: &[u8],
-) -> Result<UpstreamIo, String> {
+) -> Result<UpstreamIo, Error> {
+    let failed = |e: io::Error| Error::new(ErrorKind::of_connect(&e)).on(addr).because(e);
     let Some(config) = &up.tls else {
-        let tcp = connect_sending(addr, early)
-            .await
-            .map_err(|e| e.to_string())?;
+        let tcp = connect_sending(addr, early).await.map_err(failed)?;
         return Ok(Either::Left(tcp));
     };
-    let tcp = connect_sending(addr, &[])
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = connect_sending(addr, &[]).await.map_err(failed)?;
+    let tls_failed = || Error::new(ErrorKind::UpstreamTls).on(addr);
     let name = ServerName::try_from(sni.unwrap_or(DEFAULT_UPSTREAM_SNI).to_owned())
-        .map_err(|e| format!("invalid upstream SNI: {e}"))?;
+        .map_err(|e| tls_failed().because(e))?;
     let mut tls = TlsConnector::from(config.clone())
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS handshake with the upstream failed: {e}"))?;
-    tls.write_all(early)
-        .await
-        .map_err(|e| format!("sending the pre-read bytes failed: {e}"))?;
+        .map_err(|e| tls_failed().because(e))?;
+    tls.write_all(early).await.map_err(failed)?;
     Ok(Either::Right(Box::new(tls)))
 }
 
@@ -141,17 +125,17 @@ pub async fn connect(
     early: &[u8],
     answers: bool,
     resolver: &Resolver,
-) -> Result<Connected, ConnectError> {
+) -> Result<Connected, Error> {
     let started = Instant::now();
     let mut tried = Tried::default();
-    let mut last_error = ConnectError::AllTried;
+    let mut last_error = Error::new(ErrorKind::AllTried);
     for attempt in 0..=up.retries {
         if attempt > 0
             && up
                 .retry_timeout
                 .is_some_and(|limit| started.elapsed() >= limit)
         {
-            return Err(ConnectError::RetryTimeout(attempt));
+            return Err(Error::new(ErrorKind::RetryTimeout).on(attempt));
         }
         let mut buf = key_buf();
         let key = vars.hash_key(up.hash_var, &mut buf);
@@ -163,10 +147,7 @@ pub async fn connect(
         let ip = match resolver.resolve(&node.host).await {
             Ok(ip) => ip,
             Err(error) => {
-                last_error = ConnectError::Domain {
-                    host: node.host.clone(),
-                    error,
-                };
+                last_error = Error::new(ErrorKind::Resolve).on(&node.host).because(error);
                 if logs::allow(LogKind::Upstream) {
                     warn!("{last_error}");
                 }
@@ -193,9 +174,9 @@ pub async fn connect(
             if let (Some(_), Either::Left(tcp)) = (&turn, &stream) {
                 tcp.readable()
                     .await
-                    .map_err(|e| format!("waiting for the first answer failed: {e}"))?;
+                    .map_err(|e| Error::new(ErrorKind::of_connect(&e)).on(addr).because(e))?;
             }
-            Ok::<_, String>(stream)
+            Ok::<_, Error>(stream)
         };
         let connected = timeout(up.connect_timeout, attempt).await;
         let (error, outcome) = match connected {
@@ -204,11 +185,14 @@ pub async fn connect(
                 return Ok(Connected { stream, addr, pick });
             }
             Ok(Err(error)) => (error, Outcome::TcpFailure),
-            Err(_) => ("timed out".to_owned(), Outcome::Timeout),
+            Err(_) => (
+                Error::new(ErrorKind::ConnectTimedOut).on(addr),
+                Outcome::Timeout,
+            ),
         };
         health::report_connect(up, pick.index, outcome);
         METRICS.connect_failures.get_or_create(&labels()).inc();
-        last_error = ConnectError::Connect { addr, error };
+        last_error = error;
         if logs::allow(LogKind::Upstream) {
             warn!("{last_error}");
         }

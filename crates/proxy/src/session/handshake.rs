@@ -11,31 +11,7 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::tls::{normalize_sni, TlsTable};
 use crate::metrics::logs::printable;
-
-/// Why a handshake did not complete (logged; the connection is closed).
-#[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
-    #[error("failed to find SNI: please check if the client requests via IP or uses an outdated protocol")]
-    NoSni,
-    #[error("failed to match any SSL certificate by SNI: {0}")]
-    NoCertificate(String),
-    #[error("TLS handshake timed out")]
-    Timeout,
-    #[error("TLS handshake failed: {0}")]
-    Failed(std::io::Error),
-}
-
-impl HandshakeError {
-    /// A short, bounded label for metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            HandshakeError::NoSni => "no_sni",
-            HandshakeError::NoCertificate(_) => "no_certificate",
-            HandshakeError::Timeout => "timeout",
-            HandshakeError::Failed(_) => "handshake_error",
-        }
-    }
-}
+use crate::session::error::{Error, ErrorKind};
 
 /// A completed TLS handshake and the SNI it was made for.
 pub struct Handshake {
@@ -49,28 +25,29 @@ pub async fn handshake(
     table: &TlsTable,
     fallback_sni: Option<&str>,
     limit: Duration,
-) -> Result<Handshake, HandshakeError> {
+) -> Result<Handshake, Error> {
+    let failed = |e| Error::new(ErrorKind::Handshake).because(e);
     let work = async {
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
             .await
-            .map_err(HandshakeError::Failed)?;
+            .map_err(failed)?;
         let sni = start
             .client_hello()
             .server_name()
             .or(fallback_sni)
             .map(normalize_sni)
-            .ok_or(HandshakeError::NoSni)?;
-        let ssl = table
-            .find(&sni)
+            .ok_or(Error::new(ErrorKind::NoSni))?;
+        let ssl = table.find(&sni).ok_or_else(|| {
             // rustls hands over only valid DNS names; escaped anyway, as it reaches a log line.
-            .ok_or_else(|| HandshakeError::NoCertificate(printable(sni.as_bytes())))?;
+            Error::new(ErrorKind::NoCertificate).on(printable(sni.as_bytes()))
+        })?;
         let stream = start
             .into_stream(ssl.config.clone())
             .await
-            .map_err(HandshakeError::Failed)?;
+            .map_err(failed)?;
         Ok(Handshake { stream, sni })
     };
     timeout(limit, work)
         .await
-        .map_err(|_| HandshakeError::Timeout)?
+        .map_err(|_| Error::new(ErrorKind::HandshakeTimeout))?
 }

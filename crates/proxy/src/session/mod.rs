@@ -7,6 +7,7 @@
 
 pub(crate) mod connect;
 pub(crate) mod drain;
+pub(crate) mod error;
 pub(crate) mod handshake;
 pub(crate) mod preread;
 pub(crate) mod relay;
@@ -30,11 +31,12 @@ use tokio_util::either::Either;
 use tracing::{info, warn, Instrument};
 
 use crate::config::compiler::SnapshotHandle;
-use crate::metrics::logs::{self, LogKind};
-use crate::metrics::{ReasonLabels, METRICS};
+use crate::metrics::logs;
+use crate::metrics::{FailureLabels, ReasonLabels, METRICS};
 use crate::plugins::Ctx;
 use crate::session::connect::{connect, UpstreamIo};
 use crate::session::drain::{CloseFlag, Drainer};
+use crate::session::error::{Error, ErrorKind};
 use crate::session::preread::PrereadLimits;
 use crate::session::relay::plain::Relay;
 use crate::session::relay::Transfer;
@@ -180,7 +182,70 @@ impl Future for Established {
 /// Opens the connection's span, then sets the session up inside it.
 async fn establish(accepted: Accepted) -> Option<Established> {
     let span = tracing::info_span!("conn", client = %accepted.remote, server = %accepted.server);
-    set_up(accepted, span.clone()).instrument(span).await
+    match set_up(accepted, span.clone())
+        .instrument(span.clone())
+        .await
+    {
+        Ok(established) => Some(established),
+        Err(failed) => {
+            span.in_scope(|| record(&failed));
+            None
+        }
+    }
+}
+
+/// Logs and counts a session that ended before its relay, by its error's kind and origin.
+fn record(failed: &Failed) {
+    let kind = failed.error.kind();
+    METRICS
+        .session_failures
+        .get_or_create(&FailureLabels {
+            kind: kind.label(),
+            origin: kind.origin().label(),
+        })
+        .inc();
+    match kind {
+        ErrorKind::HandshakeLimit => METRICS.refuse(kind.label()),
+        ErrorKind::NoSni
+        | ErrorKind::NoCertificate
+        | ErrorKind::HandshakeTimeout
+        | ErrorKind::Handshake => {
+            METRICS
+                .tls_handshake_failures
+                .get_or_create(&ReasonLabels {
+                    reason: kind.label(),
+                })
+                .inc();
+        }
+        _ => {}
+    }
+    match (kind, &failed.route) {
+        // Expected traffic on a shared port: APISIX logs it at info.
+        (ErrorKind::NoRoute, _) => info!("{}", failed.error),
+        // Counted only, as the per-client rate refusals: a storm must not flood the log.
+        (ErrorKind::HandshakeLimit, _) => {}
+        _ if !logs::allow(kind.log_kind()) => {}
+        (ErrorKind::Refused, _) | (_, None) => {
+            warn!("{}", failed.error)
+        }
+        (ErrorKind::NoUpstream, Some(route)) => warn!(route = %route.id, "{}", failed.error),
+        (_, Some(route)) => {
+            warn!(route = %route.id, "failed to connect to an upstream: {}", failed.error)
+        }
+    }
+}
+
+/// A set-up that failed, the client's connection already closed as the failure asks.
+struct Failed {
+    error: Error,
+    /// The route matched, when one was.
+    route: Option<Arc<Route>>,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Failed {
+        Failed { error, route: None }
+    }
 }
 
 /// Matches the route (after the TLS handshake on TLS listeners), runs the pre-read phase and
@@ -197,12 +262,11 @@ async fn set_up(
         route,
     }: Accepted,
     span: tracing::Span,
-) -> Option<Established> {
+) -> Result<Established, Failed> {
     let (mut client, route, sni): (ClientIo, _, _) = if tls {
         let Ok(_slot) = gateway.storm.handshake() else {
-            METRICS.refuse("handshake_limit");
             reject(Either::Left(tcp));
-            return None;
+            return Err(Error::new(ErrorKind::HandshakeLimit).into());
         };
         // Boxed, as the connect phase below: a session waiting for its client holds only the
         // state of the phase it is in.
@@ -213,33 +277,23 @@ async fn set_up(
             gateway.fallback_sni.as_deref(),
             gateway.handshake_timeout.saturating_sub(accepted.elapsed()),
         ));
-        match handshake.await {
-            Ok(done) => {
-                let route = snapshot.routes.find(Some(&done.sni), remote, server);
-                (
-                    Either::Right(Box::new(done.stream)),
-                    route.cloned(),
-                    Some(done.sni),
-                )
-            }
-            Err(e) => {
-                if logs::allow(LogKind::Tls) {
-                    warn!("{e}");
-                }
-                METRICS
-                    .tls_handshake_failures
-                    .get_or_create(&ReasonLabels { reason: e.reason() })
-                    .inc();
-                return None;
-            }
-        }
+        let done = handshake.await?;
+        let route = snapshot.routes.find(Some(&done.sni), remote, server);
+        (
+            Either::Right(Box::new(done.stream)),
+            route.cloned(),
+            Some(done.sni),
+        )
     } else {
         (Either::Left(tcp), route, None)
     };
     let Some(route) = route else {
-        info!("not hit any route");
         close_unrouted(client, !first.is_empty());
-        return None;
+        return Err(Error::new(ErrorKind::NoRoute).into());
+    };
+    let failed = |error| Failed {
+        error,
+        route: Some(route.clone()),
     };
     let mut ctx = Ctx {
         vars: ConnVars {
@@ -262,23 +316,18 @@ async fn set_up(
     {
         Ok(bytes) => bytes,
         Err(refused) => {
-            if logs::allow(LogKind::Refused) {
-                warn!(
-                    "{} exits with status code {}",
-                    refused.plugin, refused.reject.code
-                );
-            }
             refuse(client, refused.reject.reply).await;
             route.plugins.iter().for_each(|p| p.log(&ctx));
-            return None;
+            let status = format!(
+                "{} exits with status code {}",
+                refused.plugin, refused.reject.code
+            );
+            return Err(failed(Error::new(ErrorKind::Refused).on(status)));
         }
     };
     let Some(upstream) = route.upstream.clone() else {
-        if logs::allow(LogKind::Upstream) {
-            warn!(route = %route.id, "no valid upstream node: the route's upstream does not exist");
-        }
         reject(client);
-        return None;
+        return Err(failed(Error::new(ErrorKind::NoUpstream)));
     };
     // Plain clients' fallback SNI only matched routes; TLS upstreams get the client's name.
     let upstream_sni = sni.as_deref();
@@ -293,12 +342,9 @@ async fn set_up(
     .await
     {
         Ok(connected) => connected,
-        Err(e) => {
-            if logs::allow(LogKind::Upstream) {
-                warn!(route = %route.id, "failed to connect to an upstream: {e}");
-            }
+        Err(error) => {
             reject(client);
-            return None;
+            return Err(failed(error));
         }
     };
     let stream = connected.stream;
@@ -311,7 +357,7 @@ async fn set_up(
     });
     drop(preread);
     route.metrics.active.inc();
-    Some(Established {
+    Ok(Established {
         relay: Relaying::new(client, stream, idle_timeout(&upstream, &ctx)),
         node: connected.addr,
         route,
