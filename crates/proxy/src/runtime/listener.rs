@@ -1,6 +1,5 @@
 //! Stream listeners: home's accept loops, which hand each connection to a session task on the
-//! worker [`Workers::place`] picks; the other workers' loops (`surge_accept`), which accept too while
-//! home is saturated during a surge; and the drain that lets established sessions finish after
+//! worker [`Workers::place`] picks, and the drain that lets established sessions finish after
 //! the listeners close.
 
 use std::io;
@@ -19,8 +18,6 @@ use crate::metrics::METRICS;
 use crate::runtime::deferred;
 use crate::runtime::workers::Workers;
 use crate::session::{self, Gateway};
-
-mod surge_accept;
 
 /// Pause after an accept error (such as running out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -109,18 +106,6 @@ impl Dataplane {
                     .filter(|addr| !addr.ip().is_unspecified()),
                 tls,
             });
-            for worker in workers.others() {
-                match listener.try_clone() {
-                    Ok(copy) => acceptors.push(worker.handle().spawn(surge_accept::surge_loop(
-                        copy,
-                        accepting.clone(),
-                        workers.clone(),
-                        worker.clone(),
-                        stopped.clone(),
-                    ))),
-                    Err(e) => warn!(error = %e, "the stream listener is accepted on home only"),
-                }
-            }
             let listener = match TcpListener::from_std(listener) {
                 Ok(listener) => Arc::new(listener),
                 Err(e) => {
@@ -179,15 +164,7 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// What an accept loop does with each connection it accepts.
-trait Admit: Send + Sync + 'static {
-    /// Whether the client is turned away (the connection is then dropped).
-    fn refuses(&self, client: &TcpStream, remote: SocketAddr) -> bool;
-    /// Starts the session on the runtime `client` is registered with.
-    fn start(&self, client: TcpStream, remote: SocketAddr, runtime: &tokio::runtime::Handle);
-}
-
-/// What the accept loops of one listener share: sessions through the gateway.
+/// What an accept loop starts sessions with.
 struct Accepting {
     gateway: Arc<Gateway>,
     sessions: TaskTracker,
@@ -196,7 +173,7 @@ struct Accepting {
     tls: bool,
 }
 
-impl Admit for Accepting {
+impl Accepting {
     /// Refuses a client over its connection rate, with a reset.
     fn refuses(&self, client: &TcpStream, remote: SocketAddr) -> bool {
         if self.gateway.storm.admit(remote.ip()) {
@@ -207,6 +184,7 @@ impl Admit for Accepting {
         true
     }
 
+    /// Starts the session on the runtime `client` is registered with.
     fn start(&self, client: TcpStream, remote: SocketAddr, runtime: &tokio::runtime::Handle) {
         // The session's timers belong to that runtime too.
         let _entered = runtime.enter();
@@ -218,7 +196,7 @@ impl Admit for Accepting {
 /// Home's accept loop: every connection, placed by [`Workers::place`].
 async fn accept_loop(
     listener: Arc<TcpListener>,
-    accepting: Arc<impl Admit>,
+    accepting: Arc<Accepting>,
     workers: Arc<Workers>,
     mut stop: watch::Receiver<bool>,
 ) {

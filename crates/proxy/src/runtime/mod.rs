@@ -16,9 +16,6 @@
 //!   stretch on the least busy worker ([`Workers::place`]); the first stays home, so a lone
 //!   connection made while home serves steady traffic stays with the connections it will
 //!   likely talk to.
-//! - A **surge** is the time, renewed by every hand-off for [`SURGE_LEASE`](surge::SURGE_LEASE), during which the
-//!   other workers accept from the listeners too, whenever home is saturated, so accepting and
-//!   starting sessions go on in parallel in a connection storm.
 //!
 //! Also here: deferred accept on listeners whose clients speak first (`deferred`) and the
 //! connect-storm guard applied at accept (`storm`).
@@ -26,7 +23,6 @@
 pub(crate) mod deferred;
 pub(crate) mod listener;
 pub(crate) mod storm;
-mod surge;
 pub(crate) mod workers;
 
 pub use listener::{bind, Dataplane};

@@ -12,8 +12,6 @@ use tokio::net::TcpStream;
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 
-use super::surge::{Surge, SURGE_LEASE};
-
 /// How long a worker may run tasks without parking before it counts as saturated. Short: a
 /// storm of new connections is better spread early (measured: 1 ms cost a connect storm 5%),
 /// while long-lived connections made at a calm moment still land on home together.
@@ -23,7 +21,7 @@ pub const SATURATED: Duration = Duration::from_micros(100);
 const PARKED: u64 = 0;
 
 /// Nanoseconds since `epoch`, plus one so that no stamp is [`PARKED`].
-pub(super) fn stamp(epoch: Instant) -> u64 {
+fn stamp(epoch: Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
 }
 
@@ -83,7 +81,6 @@ impl Worker {
 /// The data plane's workers; the first is home, the thread that calls `block_on`.
 pub struct Workers {
     workers: Vec<Worker>,
-    surge: Surge,
     /// Home's busy stretch (its `busy_since` stamp) when it last placed a session.
     last_placed_in: AtomicU64,
     epoch: Instant,
@@ -96,13 +93,12 @@ impl Workers {
     /// Builds the home runtime, to be driven by the caller, and starts `count` - 1 more worker
     /// threads (`None`: one per core).
     pub fn build(count: Option<NonZeroUsize>) -> io::Result<(Runtime, Workers)> {
-        Workers::build_with(count, SATURATED, SURGE_LEASE)
+        Workers::build_with(count, SATURATED)
     }
 
     pub(crate) fn build_with(
         count: Option<NonZeroUsize>,
         saturated: Duration,
-        lease: Duration,
     ) -> io::Result<(Runtime, Workers)> {
         let count = count
             .or_else(|| std::thread::available_parallelism().ok())
@@ -122,7 +118,6 @@ impl Workers {
             home,
             Workers {
                 workers,
-                surge: Surge::new(epoch, lease),
                 last_placed_in: AtomicU64::new(PARKED),
                 epoch,
                 saturated: u64::try_from(saturated.as_nanos()).unwrap_or(u64::MAX),
@@ -131,8 +126,7 @@ impl Workers {
         ))
     }
 
-    /// The worker a new session accepted on home should start on. Handing it away starts or
-    /// renews a surge.
+    /// The worker a new session accepted on home should start on.
     ///
     /// A saturated home hands away only the second and later sessions of one busy stretch:
     /// a storm brings many, while a lone connection that arrives as home serves steady
@@ -145,31 +139,12 @@ impl Workers {
         }
         let now = stamp(self.epoch);
         let streaks = self.workers.iter().map(|worker| worker.load.streak(now));
-        let worker = &self.workers[choose(streaks, self.saturated)];
-        if !worker.is(self.home()) {
-            self.surge.renew();
-        }
-        worker
-    }
-
-    /// Whether home has run without a pause for [`SATURATED`].
-    pub fn home_saturated(&self) -> bool {
-        self.home().load.streak(stamp(self.epoch)) >= self.saturated
+        &self.workers[choose(streaks, self.saturated)]
     }
 
     /// The worker that runs the accept loops.
     pub fn home(&self) -> &Worker {
         &self.workers[0]
-    }
-
-    /// The workers other than home.
-    pub fn others(&self) -> impl Iterator<Item = &Worker> {
-        self.workers.iter().skip(1)
-    }
-
-    /// The surge state: while one lasts, the other workers accept too.
-    pub fn surge(&self) -> &Surge {
-        &self.surge
     }
 }
 
@@ -248,8 +223,7 @@ mod tests {
     fn a_busy_home_sends_sessions_to_another_worker() {
         // Generous, so that a preempted test thread does not look saturated.
         let saturated = Duration::from_millis(50);
-        let lease = Duration::from_secs(3600);
-        let (home, workers) = Workers::build_with(NonZeroUsize::new(2), saturated, lease).unwrap();
+        let (home, workers) = Workers::build_with(NonZeroUsize::new(2), saturated).unwrap();
         assert_eq!(workers.workers.len(), 2);
         let (idle, busy) = home.block_on(async {
             // Parks home between its tasks, as an idle gateway does.
@@ -261,8 +235,6 @@ mod tests {
         });
         assert!(idle.is(&workers.workers[0]));
         assert!(busy.is(&workers.workers[1]));
-        // Handing a session away started a surge: the other workers accept too.
-        assert!(!workers.surge().remaining().is_zero());
         // The other worker runs what is placed on it, on its own thread.
         let (tx, rx) = std::sync::mpsc::channel();
         busy.handle().spawn(async move {
@@ -276,8 +248,7 @@ mod tests {
     #[test]
     fn a_lone_session_stays_home_through_a_busy_stretch() {
         let saturated = Duration::from_millis(50);
-        let lease = Duration::from_secs(3600);
-        let (home, workers) = Workers::build_with(NonZeroUsize::new(2), saturated, lease).unwrap();
+        let (home, workers) = Workers::build_with(NonZeroUsize::new(2), saturated).unwrap();
         let placed = home.block_on(async {
             let mut placed = Vec::new();
             for _ in 0..2 {
