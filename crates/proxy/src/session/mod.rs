@@ -8,6 +8,7 @@
 pub(crate) mod connect;
 pub(crate) mod drain;
 pub(crate) mod error;
+mod established;
 pub(crate) mod handshake;
 pub(crate) mod preread;
 pub(crate) mod relay;
@@ -22,7 +23,6 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use sg_balancer::Pick;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -31,20 +31,18 @@ use tokio_util::either::Either;
 use tracing::{info, warn, Instrument};
 
 use crate::config::compiler::SnapshotHandle;
-use crate::metrics::logs;
-use crate::metrics::{FailureLabels, ReasonLabels, METRICS};
-use crate::plugins::Ctx;
-use crate::session::connect::{connect, UpstreamIo};
-use crate::session::drain::{CloseFlag, Drainer};
-use crate::session::error::{Error, ErrorKind};
-use crate::session::preread::PrereadLimits;
-use crate::session::relay::plain::Relay;
-use crate::session::relay::Transfer;
-
 use crate::config::resolve::Resolver;
 use crate::config::route::Route;
 use crate::config::upstream::Upstream;
+use crate::metrics::logs;
+use crate::metrics::{FailureLabels, ReasonLabels, METRICS};
+use crate::plugins::Ctx;
 use crate::runtime::storm::StormGuard;
+use crate::session::connect::connect;
+use crate::session::drain::Drainer;
+use crate::session::error::{Error, ErrorKind};
+use crate::session::established::{Established, Relaying};
+use crate::session::preread::PrereadLimits;
 use crate::session::vars::ConnVars;
 use crate::session::waiting::{Accepted, Waiting};
 
@@ -85,97 +83,6 @@ fn reject(client: ClientIo) {
 fn close_unrouted(client: ClientIo, read_some: bool) {
     if read_some {
         reject(client);
-    }
-}
-
-type BoxedRelay = Pin<Box<dyn Future<Output = Transfer> + Send>>;
-
-pin_project! {
-    /// The copy phase: the allocation-free relay when both sides are plain TCP, the generic
-    /// one when a side speaks TLS.
-    #[project = RelayingProj]
-    enum Relaying {
-        Plain { #[pin] relay: Relay },
-        Tls { relay: BoxedRelay },
-    }
-}
-
-impl Relaying {
-    fn new(client: ClientIo, upstream: UpstreamIo, idle: Duration) -> Relaying {
-        match (client, upstream) {
-            (Either::Left(client), Either::Left(upstream)) => Relaying::Plain {
-                relay: Relay::new(client, upstream, idle),
-            },
-            (client, upstream) => Relaying::Tls {
-                relay: Box::pin(relay::tls::relay(client, upstream, idle)),
-            },
-        }
-    }
-}
-
-impl Future for Relaying {
-    type Output = Transfer;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Transfer> {
-        match self.project() {
-            RelayingProj::Plain { relay } => relay.poll(cx),
-            RelayingProj::Tls { relay } => relay.as_mut().poll(cx),
-        }
-    }
-}
-
-pin_project! {
-    /// A session whose upstream is connected: exactly what the long copy phase keeps.
-    struct Established {
-        #[pin]
-        relay: Relaying,
-        node: SocketAddr,
-        route: Arc<Route>,
-        ctx: Ctx,
-        replayed: u64,
-        close: Option<Arc<CloseFlag>>,
-        started: Instant,
-        span: tracing::Span,
-        _pick: Pick,
-    }
-}
-
-impl Future for Established {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        let _in_span = this.span.enter();
-        if this.close.as_ref().is_some_and(|flag| flag.poll_closed(cx)) {
-            this.route.metrics.active.dec();
-            info!(route = %this.route.id, node = %this.node, "session closed: its node is draining");
-            return Poll::Ready(());
-        }
-        let Transfer {
-            to_upstream,
-            to_client,
-            end,
-        } = ready!(this.relay.poll(cx));
-        // Pre-read bytes were replayed to the upstream before the relay started.
-        let to_upstream = to_upstream + *this.replayed;
-        let metrics = &this.route.metrics;
-        metrics.active.dec();
-        metrics.to_upstream.inc_by(to_upstream);
-        metrics.to_client.inc_by(to_client);
-        info!(
-            target: "streamgate::access",
-            route = %this.route.id,
-            node = %this.node,
-            sent = to_upstream,
-            received = to_client,
-            duration_ms = this.started.elapsed().as_millis() as u64,
-            end = %end,
-            "session closed"
-        );
-        for plugin in &this.route.plugins {
-            plugin.log(this.ctx);
-        }
-        Poll::Ready(())
     }
 }
 

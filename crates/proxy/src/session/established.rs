@@ -1,0 +1,114 @@
+//! The long phase of a session: its upstream is connected and the relay copies both ways
+//! until the session ends, or its node drains; then the session is logged.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use sg_balancer::Pick;
+use tokio::time::Instant;
+use tokio_util::either::Either;
+use tracing::info;
+
+use super::connect::UpstreamIo;
+use super::drain::CloseFlag;
+use super::relay::plain::Relay;
+use super::relay::{self, Transfer};
+use super::ClientIo;
+use crate::config::route::Route;
+use crate::plugins::Ctx;
+
+type BoxedRelay = Pin<Box<dyn Future<Output = Transfer> + Send>>;
+
+pin_project! {
+    /// The copy phase: the allocation-free relay when both sides are plain TCP, the generic
+    /// one when a side speaks TLS.
+    #[project = RelayingProj]
+    pub(crate) enum Relaying {
+        Plain { #[pin] relay: Relay },
+        Tls { relay: BoxedRelay },
+    }
+}
+
+impl Relaying {
+    pub(super) fn new(client: ClientIo, upstream: UpstreamIo, idle: Duration) -> Relaying {
+        match (client, upstream) {
+            (Either::Left(client), Either::Left(upstream)) => Relaying::Plain {
+                relay: Relay::new(client, upstream, idle),
+            },
+            (client, upstream) => Relaying::Tls {
+                relay: Box::pin(relay::tls::relay(client, upstream, idle)),
+            },
+        }
+    }
+}
+
+impl Future for Relaying {
+    type Output = Transfer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Transfer> {
+        match self.project() {
+            RelayingProj::Plain { relay } => relay.poll(cx),
+            RelayingProj::Tls { relay } => relay.as_mut().poll(cx),
+        }
+    }
+}
+
+pin_project! {
+    /// A session whose upstream is connected: exactly what the long copy phase keeps.
+    pub(crate) struct Established {
+        #[pin]
+        pub(super) relay: Relaying,
+        pub(super) node: SocketAddr,
+        pub(super) route: Arc<Route>,
+        pub(super) ctx: Ctx,
+        pub(super) replayed: u64,
+        pub(super) close: Option<Arc<CloseFlag>>,
+        pub(super) started: Instant,
+        pub(super) span: tracing::Span,
+        pub(super) _pick: Pick,
+    }
+}
+
+impl Future for Established {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let _in_span = this.span.enter();
+        if this.close.as_ref().is_some_and(|flag| flag.poll_closed(cx)) {
+            this.route.metrics.active.dec();
+            info!(route = %this.route.id, node = %this.node, "session closed: its node is draining");
+            return Poll::Ready(());
+        }
+        let Transfer {
+            to_upstream,
+            to_client,
+            end,
+        } = ready!(this.relay.poll(cx));
+        // Pre-read bytes were replayed to the upstream before the relay started.
+        let to_upstream = to_upstream + *this.replayed;
+        let metrics = &this.route.metrics;
+        metrics.active.dec();
+        metrics.to_upstream.inc_by(to_upstream);
+        metrics.to_client.inc_by(to_client);
+        info!(
+            target: "streamgate::access",
+            route = %this.route.id,
+            node = %this.node,
+            sent = to_upstream,
+            received = to_client,
+            duration_ms = this.started.elapsed().as_millis() as u64,
+            end = %end,
+            "session closed"
+        );
+        for plugin in &this.route.plugins {
+            plugin.log(this.ctx);
+        }
+        Poll::Ready(())
+    }
+}
