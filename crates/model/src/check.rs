@@ -224,7 +224,9 @@ fn check_pair(cert: &str, key: &str, keyring: &Keyring) -> Result<(), String> {
     let key = keyring
         .reveal(key)
         .ok_or_else(|| "failed to decrypt previous encrypted key".to_owned())?;
-    pem::certified_key(cert, &key).map(|_| ())
+    pem::certified_key(cert, &key)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn check_ssl(conf: &Value, keyring: &Keyring) -> Result<(), String> {

@@ -12,5 +12,5 @@ pub mod secret;
 pub mod settings;
 
 pub use keyring::Keyring;
-pub use resource::{decode, Kind};
+pub use resource::{decode, DecodeError, Kind};
 pub use settings::Settings;

@@ -15,17 +15,27 @@ fn env_name(value: &str) -> Option<&str> {
     prefix.eq_ignore_ascii_case("$env://").then(|| &value[7..])
 }
 
+/// A secret reference that cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {name} (from {reference}) is not set")]
+    UnsetVariable { name: String, reference: String },
+    #[error("{0}: secret managers are not supported, only $ENV:// references")]
+    SecretManager(String),
+}
+
 /// The secret `value` stands for: itself, or what its reference names.
-pub fn resolve(value: &str) -> Result<Cow<'_, str>, String> {
+pub fn resolve(value: &str) -> Result<Cow<'_, str>, SecretError> {
     if let Some(name) = env_name(value) {
         return std::env::var(name)
             .map(Cow::Owned)
-            .map_err(|_| format!("environment variable {name} (from {value}) is not set"));
+            .map_err(|_| SecretError::UnsetVariable {
+                name: name.to_owned(),
+                reference: value.to_owned(),
+            });
     }
     if value.starts_with("$secret://") {
-        return Err(format!(
-            "{value}: secret managers are not supported, only $ENV:// references"
-        ));
+        return Err(SecretError::SecretManager(value.to_owned()));
     }
     Ok(Cow::Borrowed(value))
 }
@@ -46,7 +56,9 @@ mod tests {
             "-----BEGIN TEST-----"
         );
         assert_eq!(resolve("plain").unwrap(), "plain");
-        let missing = resolve("$ENV://SG_SECRET_TEST_NONE").unwrap_err();
+        let missing = resolve("$ENV://SG_SECRET_TEST_NONE")
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("SG_SECRET_TEST_NONE"), "{missing}");
         assert!(resolve("$secret://vault/1/cert").is_err());
         assert!(is_reference("$secret://vault/1/cert") && is_reference("$Env://X"));

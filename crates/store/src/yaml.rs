@@ -136,23 +136,54 @@ async fn poll(shared: Arc<Shared>) {
     }
 }
 
+/// Why a whole file is refused (the last complete one stays in force).
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    #[error("{} is not UTF-8: {error}", path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        error: std::str::Utf8Error,
+    },
+    /// Not written completely yet, or cut short.
+    #[error("missing valid end flag in file {}", path.display())]
+    NoEndFlag { path: PathBuf },
+    #[error("failed to parse {}: {error}", path.display())]
+    Yaml {
+        path: PathBuf,
+        /// Boxed: the parser's error is large, and the other outcomes should not carry it.
+        error: Box<serde_saphyr::Error>,
+    },
+    #[error("failed to handle configuration: can't find environment variable {0}")]
+    UnsetVariable(String),
+    #[error("{} is not a YAML mapping", path.display())]
+    NotMapping { path: PathBuf },
+}
+
 /// The file's objects, checked, and the items refused; or why the whole file is refused.
 fn parse(
     path: &Path,
     content: &[u8],
     keyring: &Keyring,
     revision: u64,
-) -> Result<(Objects, Refused), String> {
-    let text = std::str::from_utf8(content)
-        .map_err(|e| format!("{} is not UTF-8: {e}", path.display()))?;
+) -> Result<(Objects, Refused), FileError> {
+    let text = std::str::from_utf8(content).map_err(|error| FileError::NotUtf8 {
+        path: path.to_owned(),
+        error,
+    })?;
     if !text.trim_end().ends_with("#END") {
-        return Err(format!("missing valid end flag in file {}", path.display()));
+        return Err(FileError::NoEndFlag {
+            path: path.to_owned(),
+        });
     }
-    let mut doc: Value = serde_saphyr::from_str(text)
-        .map_err(|e| format!("failed to parse {}: {e}", path.display()))?;
+    let mut doc: Value = serde_saphyr::from_str(text).map_err(|error| FileError::Yaml {
+        path: path.to_owned(),
+        error: Box::new(error),
+    })?;
     substitute_env(&mut doc)?;
     if !doc.is_object() && !doc.is_null() {
-        return Err(format!("{} is not a YAML mapping", path.display()));
+        return Err(FileError::NotMapping {
+            path: path.to_owned(),
+        });
     }
     // Items by kind and id, as the file has them: references are looked up among them.
     let mut raw: BTreeMap<Kind, Vec<(String, Value)>> = BTreeMap::new();
@@ -207,7 +238,7 @@ fn parse(
 
 /// `${{VAR}}` and `${{VAR:=default}}` in string values, as APISIX resolves them: a value that
 /// used a variable and reads as a number or a boolean becomes one.
-fn substitute_env(value: &mut Value) -> Result<(), String> {
+fn substitute_env(value: &mut Value) -> Result<(), FileError> {
     static VAR: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"\$\{\{\s*(\w+)\s*(?::=(.*?))?\s*\}\}").expect("the variable pattern compiles")
     });
@@ -225,9 +256,7 @@ fn substitute_env(value: &mut Value) -> Result<(), String> {
                 })
             });
             if let Some(name) = missing {
-                return Err(format!(
-                    "failed to handle configuration: can't find environment variable {name}"
-                ));
+                return Err(FileError::UnsetVariable(name));
             }
             *value = typed(&replaced);
             Ok(())

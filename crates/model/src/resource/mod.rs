@@ -17,7 +17,8 @@ use serde_json::Value;
 pub use checks::{Active, CheckType, Checks, Thresholds};
 pub use number::{Count, Int, Port, Seconds, MAX_DURATION};
 pub use plugins::{
-    IpRestrictionConf, KeyType, LimitConnConf, MqttProxyConf, PluginConf, Plugins, PrometheusConf,
+    IpRestrictionConf, KeyType, LimitConnConf, MqttProxyConf, PluginConf, PluginError, Plugins,
+    PrometheusConf,
 };
 pub use route::{normalize_sni, StreamRoute};
 pub use ssl::{Ssl, SslClient, SslType};
@@ -108,11 +109,28 @@ impl<'de> Deserialize<'de> for Net {
     }
 }
 
+/// A stored object that does not decode into its typed form.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The object as a whole is wrong (not an object, or a rule across its fields).
+    #[error("{0}")]
+    Object(serde_json::Error),
+    /// One field is wrong, named by its path (`timeout.connect`, `nodes[0].port`).
+    #[error("{path}: {error}")]
+    Field {
+        path: String,
+        error: serde_json::Error,
+    },
+}
+
 /// Decodes a stored object into its typed form; the error names the field that is wrong.
-pub fn decode<'a, T: Deserialize<'a>>(value: &'a Value) -> Result<T, String> {
+pub fn decode<'a, T: Deserialize<'a>>(value: &'a Value) -> Result<T, DecodeError> {
     serde_path_to_error::deserialize(value).map_err(|e| match e.path().to_string() {
-        path if path == "." => e.inner().to_string(),
-        path => format!("{path}: {}", e.inner()),
+        path if path == "." => DecodeError::Object(e.into_inner()),
+        path => DecodeError::Field {
+            path,
+            error: e.into_inner(),
+        },
     })
 }
 

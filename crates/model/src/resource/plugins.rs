@@ -5,7 +5,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use super::{decode, Count, Int, Net, Seconds};
+use super::{decode, Count, DecodeError, Int, Net, Seconds};
 
 /// The enabled plugins of a route, in the order they were stored.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -36,10 +36,19 @@ fn is_disabled(conf: &Value) -> bool {
     conf.pointer("/_meta/disable").and_then(Value::as_bool) == Some(true)
 }
 
-impl TryFrom<&Map<String, Value>> for Plugins {
-    type Error = String;
+/// A plugin of a route that streamgate cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("unknown plugin [{0}]")]
+    Unknown(String),
+    #[error("failed to check the configuration of stream plugin [{name}]: {error}")]
+    Invalid { name: String, error: DecodeError },
+}
 
-    fn try_from(plugins: &Map<String, Value>) -> Result<Plugins, String> {
+impl TryFrom<&Map<String, Value>> for Plugins {
+    type Error = PluginError;
+
+    fn try_from(plugins: &Map<String, Value>) -> Result<Plugins, PluginError> {
         let mut enabled = Vec::new();
         for (name, conf) in plugins.iter().filter(|(_, conf)| !is_disabled(conf)) {
             let typed = match name.as_str() {
@@ -47,10 +56,11 @@ impl TryFrom<&Map<String, Value>> for Plugins {
                 "ip-restriction" => decode(conf).map(PluginConf::IpRestriction),
                 "limit-conn" => decode(conf).map(PluginConf::LimitConn),
                 "prometheus" => decode(conf).map(PluginConf::Prometheus),
-                other => return Err(format!("unknown plugin [{other}]")),
+                other => return Err(PluginError::Unknown(other.to_owned())),
             };
-            enabled.push(typed.map_err(|e| {
-                format!("failed to check the configuration of stream plugin [{name}]: {e}")
+            enabled.push(typed.map_err(|error| PluginError::Invalid {
+                name: name.clone(),
+                error,
             })?);
         }
         Ok(Plugins(enabled))

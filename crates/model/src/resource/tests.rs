@@ -3,7 +3,7 @@ use serde_json::{json, Value};
 use super::*;
 
 fn upstream(value: Value) -> Result<Upstream, String> {
-    decode(&value)
+    decode(&value).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -101,13 +101,18 @@ fn routes_and_plugins() {
     assert_eq!(limit.default_conn_delay.get(), MAX_DURATION);
     assert_eq!(limit.rejected_code, 503);
 
-    let err = decode::<StreamRoute>(&json!({"plugins": {"limit-x": {}}})).unwrap_err();
+    let err = decode::<StreamRoute>(&json!({"plugins": {"limit-x": {}}}))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown plugin [limit-x]"), "{err}");
     let err = decode::<StreamRoute>(&json!({"plugins": {"limit-conn": {"conn": 0,
         "burst": 0, "default_conn_delay": 1, "key": "remote_addr"}}}))
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("limit-conn needs conn > 0"), "{err}");
-    let err = decode::<StreamRoute>(&json!({"remote_addr": "300.1.1.1"})).unwrap_err();
+    let err = decode::<StreamRoute>(&json!({"remote_addr": "300.1.1.1"}))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("invalid ip address: 300.1.1.1"), "{err}");
 }
 
@@ -123,4 +128,16 @@ fn ssl_objects() {
     assert_eq!(ssl.pairs().count(), 2);
     assert_eq!(ssl.client.unwrap().depth, Count(u64::MAX));
     assert_eq!(ssl.kind, SslType::Server);
+}
+
+#[test]
+fn decode_errors_name_the_field_only_when_there_is_one() {
+    let whole = decode::<Upstream>(&json!("init_dir")).unwrap_err();
+    assert!(matches!(whole, DecodeError::Object(_)), "{whole:?}");
+    assert!(whole.to_string().starts_with("invalid type: "), "{whole}");
+    let field = decode::<Upstream>(&json!({"retries": "3"})).unwrap_err();
+    assert!(
+        matches!(&field, DecodeError::Field { path, .. } if path == "retries"),
+        "{field:?}"
+    );
 }

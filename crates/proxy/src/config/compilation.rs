@@ -14,6 +14,7 @@ use sg_model::resource::{self, Ssl, StreamRoute};
 use sg_model::{decode, Keyring, Kind};
 use sg_store::Rejected;
 
+use crate::config::error::CompileError;
 use crate::config::route::{Route, RouteTable};
 use crate::config::snapshot::{Snapshot, Upstreams};
 use crate::config::tls::TlsTable;
@@ -243,14 +244,14 @@ impl Compilation {
         id: &str,
         source: Value,
     ) -> Entry<T> {
-        let decoded = guarded(|| decode(&source));
+        let decoded = guarded(|| Ok(decode(&source)?));
         let decoded = self.settle(kind, id, decoded);
         Entry { source, decoded }
     }
 
-    /// Records the outcome of compiling one object: an error is logged, counted and listed
-    /// until the object compiles or goes away.
-    fn settle<T>(&mut self, kind: Kind, id: &str, outcome: Result<T, String>) -> Option<T> {
+    /// Records the outcome of compiling one object: an error is logged, counted and listed (by
+    /// its text, as operators read it) until the object compiles or goes away.
+    fn settle<T>(&mut self, kind: Kind, id: &str, outcome: Result<T, CompileError>) -> Option<T> {
         match outcome {
             Ok(value) => {
                 self.errors.remove(&(kind, id.to_owned()));
@@ -264,7 +265,8 @@ impl Compilation {
                         resource: kind.dir(),
                     })
                     .inc();
-                self.errors.insert((kind, id.to_owned()), reason);
+                self.errors
+                    .insert((kind, id.to_owned()), reason.to_string());
                 None
             }
         }

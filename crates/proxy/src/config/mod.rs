@@ -4,6 +4,7 @@
 
 pub(crate) mod compilation;
 pub(crate) mod compiler;
+pub(crate) mod error;
 pub(crate) mod resolve;
 pub(crate) mod route;
 pub(crate) mod snapshot;

@@ -10,6 +10,7 @@ use sg_model::resource::{self, Balancing, HashOn, Seconds, MAX_DURATION};
 use sg_model::Keyring;
 use tokio::sync::Semaphore;
 
+use crate::config::error::CompileError;
 use crate::config::tls::{client, server, TlsTable};
 use crate::health::UpstreamHealth;
 use crate::session::vars::Var;
@@ -65,7 +66,7 @@ fn tls_config(
     conf: &resource::Upstream,
     ssls: &TlsTable,
     keyring: &Keyring,
-) -> Result<Option<Arc<ClientConfig>>, String> {
+) -> Result<Option<Arc<ClientConfig>>, CompileError> {
     if !conf.is_tls() {
         return Ok(None);
     }
@@ -73,7 +74,7 @@ fn tls_config(
     let cert = match (&tls.client_cert_id, &tls.client_cert, &tls.client_key) {
         (Some(id), _, _) => Some(
             ssls.client_cert(&id.0)
-                .ok_or_else(|| format!("failed to fetch upstream ssl object by id [{}]", id.0))?,
+                .ok_or_else(|| CompileError::MissingClientCert(id.0.clone()))?,
         ),
         (None, Some(cert), Some(key)) => {
             server::chains([(Some(cert.as_str()), Some(key.as_str()))], keyring)?
@@ -102,33 +103,32 @@ impl Upstream {
         previous: Option<&Upstream>,
         ssls: &TlsTable,
         keyring: &Keyring,
-    ) -> Result<Upstream, String> {
+    ) -> Result<Upstream, CompileError> {
         let nodes: Vec<NodeSpec> = conf
             .nodes
             .as_ref()
-            .ok_or("no nodes (service discovery is not supported)")?
+            .ok_or(CompileError::NoNodes)?
             .iter()
             // A draining node takes no new sessions and loses its established ones (paced).
             .filter(|node| !node.draining)
             .map(|node| {
                 Ok(NodeSpec {
                     host: node.host.clone(),
-                    port: node.port.ok_or_else(|| {
-                        format!(
-                            "node {} has no port (a stream upstream needs one)",
-                            node.host
-                        )
-                    })?,
+                    port: node
+                        .port
+                        .ok_or_else(|| CompileError::NoPort(node.host.clone()))?,
                     weight: node.weight,
                     priority: node.priority,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, CompileError>>()?;
         let algorithm = match &conf.balancing {
             Balancing::RoundRobin => Algorithm::RoundRobin,
             Balancing::Chash => Algorithm::Chash,
             Balancing::LeastConn => Algorithm::LeastConn,
-            Balancing::Other(other) => return Err(format!("unsupported balancer type {other}")),
+            Balancing::Other(other) => {
+                return Err(CompileError::UnsupportedBalancer(other.clone()))
+            }
         };
         let hash_var = match conf.hash_on {
             HashOn::Vars => conf.key.as_deref().and_then(Var::from_name),
@@ -180,7 +180,7 @@ mod tests {
 
     use super::*;
 
-    fn compile(key: String, conf: &Value) -> Result<Upstream, String> {
+    fn compile(key: String, conf: &Value) -> Result<Upstream, CompileError> {
         let conf = sg_model::decode(conf)?;
         Upstream::compile(key, &conf, None, &TlsTable::default(), &Keyring::default())
     }

@@ -106,11 +106,27 @@ impl Layout {
     }
 }
 
+/// Why a value stored in etcd is not served.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ObjectError {
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    /// Refused by the Admin API's checks, with their message.
+    #[error("{0}")]
+    Check(String),
+}
+
 /// Decodes a stored value and checks it as the Admin API would; `Err` says why it is not
 /// served.
-pub(crate) fn decode_object(kind: Kind, raw: &[u8], keyring: &Keyring) -> Result<Value, String> {
-    let value: Value = serde_json::from_slice(raw).map_err(|e| format!("invalid JSON: {e}"))?;
-    check::check(kind, &value, keyring, &resolved_later).map(|()| value)
+pub(crate) fn decode_object(
+    kind: Kind,
+    raw: &[u8],
+    keyring: &Keyring,
+) -> Result<Value, ObjectError> {
+    let value: Value = serde_json::from_slice(raw).map_err(ObjectError::Json)?;
+    check::check(kind, &value, keyring, &resolved_later)
+        .map(|()| value)
+        .map_err(ObjectError::Check)
 }
 
 /// Every node must agree on what it serves whatever order it saw the writes in, so whether an
@@ -184,7 +200,9 @@ mod tests {
         let keyring = Keyring::apisix_default();
         let route = br#"{"upstream_id": "missing", "remote_addr": "127.0.0.1"}"#;
         assert!(decode_object(Kind::StreamRoute, route, &keyring).is_ok());
-        let err = decode_object(Kind::StreamRoute, b"{not json", &keyring).unwrap_err();
+        let err = decode_object(Kind::StreamRoute, b"{not json", &keyring)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("invalid JSON"), "{err}");
         let err = decode_object(Kind::StreamRoute, br#"{"remote_addr": "x"}"#, &keyring);
         assert!(err.is_err());

@@ -17,7 +17,7 @@ use sg_model::{Keyring, Kind};
 use tokio::sync::broadcast;
 
 use self::client::Client;
-use self::codec::{b64, header_revision, num, KeyValue, Layout};
+use self::codec::{b64, header_revision, num, KeyValue, Layout, ObjectError};
 use crate::{ConfigStore, Entry, Event, Put, Rejected, StoreError};
 
 /// How often start-up tries to reach etcd (APISIX's `startup_retry` is 2 retries).
@@ -50,10 +50,12 @@ impl View {
         }
     }
 
-    /// Records an object that etcd holds and that is not served.
-    fn reject(&mut self, kind: Kind, id: &str, reason: String) {
+    /// Records an object that etcd holds and that is not served; the listing keeps the reason
+    /// as text.
+    fn reject(&mut self, kind: Kind, id: &str, reason: &ObjectError) {
         self.remove(kind, id);
-        self.rejected.insert((kind, id.to_owned()), reason);
+        self.rejected
+            .insert((kind, id.to_owned()), reason.to_string());
     }
 }
 

@@ -68,7 +68,7 @@ pub(super) async fn load(
                 ),
                 Err(reason) => {
                     tracing::warn!(key = %kv.key, %reason, "invalid object in etcd skipped");
-                    view.reject(kind, id, reason);
+                    view.reject(kind, id, &reason);
                 }
             }
         }
@@ -266,7 +266,7 @@ fn apply(shared: &Shared, event: &Value) -> Result<(), EtcdError> {
         },
         Some(Err(reason)) => {
             tracing::warn!(key = %kv.key, %reason, "invalid object in etcd skipped");
-            shared.view.write().reject(kind, id, reason);
+            shared.view.write().reject(kind, id, &reason);
             Event::Delete {
                 dir,
                 id: id.to_owned(),

@@ -34,6 +34,7 @@ fn parsed(text: &str) -> Result<(Objects, Refused), String> {
         &Keyring::apisix_default(),
         7,
     )
+    .map_err(|e| e.to_string())
 }
 
 fn objects(text: &str) -> Result<Objects, String> {
@@ -68,6 +69,26 @@ fn a_file_without_end_flag_is_refused() {
     );
     assert!(objects("#END  \n\n").unwrap().is_empty());
     assert!(objects("stream_routes: [\n#END").is_err(), "broken YAML");
+}
+
+#[test]
+fn whole_file_refusals_name_the_file() {
+    assert_eq!(
+        objects("- a list\n#END").unwrap_err(),
+        "conf/apisix.yaml is not a YAML mapping"
+    );
+    let binary = parse(
+        Path::new("conf/apisix.yaml"),
+        b"\xff\n#END",
+        &Keyring::default(),
+        1,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        binary.starts_with("conf/apisix.yaml is not UTF-8: "),
+        "{binary}"
+    );
 }
 
 #[test]

@@ -8,19 +8,22 @@ use std::sync::Arc;
 use sg_model::Kind;
 
 use super::{inline_key, named_key, Compilation, UpstreamEntry};
+use crate::config::error::CompileError;
 use crate::config::route::Route;
 use crate::config::tls::TlsTable;
 use crate::config::upstream::Upstream;
 
 /// Runs one object's compilation, turning a panic into an error for that object alone.
-pub(super) fn guarded<T>(compile: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+pub(super) fn guarded<T>(
+    compile: impl FnOnce() -> Result<T, CompileError>,
+) -> Result<T, CompileError> {
     catch_unwind(AssertUnwindSafe(compile)).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        Err(format!("compilation failed: {message}"))
+        Err(CompileError::Panicked(message))
     })
 }
 
@@ -102,15 +105,12 @@ impl Compilation {
                     Some(_) => (
                         None,
                         None,
-                        Some(format!("upstream [{}] is rejected", up_id.0)),
+                        Some(CompileError::RejectedUpstream(up_id.0.clone())),
                     ),
                     None => (
                         None,
                         None,
-                        Some(format!(
-                            "failed to fetch upstream info by upstream id [{}]",
-                            up_id.0
-                        )),
+                        Some(CompileError::MissingUpstream(up_id.0.clone())),
                     ),
                 },
                 (None, Some(inline)) => {
@@ -120,7 +120,11 @@ impl Compilation {
                             let up = Arc::new(up);
                             (Some(up.clone()), Some(up), None)
                         }
-                        Err(reason) => (None, None, Some(format!("upstream: {reason}"))),
+                        Err(reason) => (
+                            None,
+                            None,
+                            Some(CompileError::InlineUpstream(Box::new(reason))),
+                        ),
                     }
                 }
                 (None, None) => (None, None, None),

@@ -214,11 +214,14 @@ fn unchanged_objects_keep_their_compilation() {
 
 #[test]
 fn a_panicking_compilation_becomes_an_error() {
-    let outcome: Result<(), String> = guarded(|| panic!("boom"));
-    assert_eq!(outcome, Err("compilation failed: boom".to_owned()));
-    let overflow: Result<Duration, String> =
+    let outcome: Result<(), CompileError> = guarded(|| panic!("boom"));
+    assert_eq!(outcome.unwrap_err().to_string(), "compilation failed: boom");
+    let overflow: Result<Duration, CompileError> =
         guarded(|| Ok(Duration::from_secs(u64::MAX) + Duration::from_secs(1)));
-    assert!(overflow.unwrap_err().starts_with("compilation failed: "));
+    assert!(overflow
+        .unwrap_err()
+        .to_string()
+        .starts_with("compilation failed: "));
 }
 
 #[test]

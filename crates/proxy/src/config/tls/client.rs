@@ -10,6 +10,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::provider;
+use crate::config::error::CompileError;
 
 /// Accepts any upstream certificate but still checks the handshake signatures, so the
 /// connection is encrypted to whoever holds the key the upstream presented.
@@ -79,10 +80,9 @@ static SYSTEM_ROOTS: LazyLock<Arc<RootCertStore>> = LazyLock::new(|| {
 pub fn config(
     verify: bool,
     client_cert: Option<Arc<CertifiedKey>>,
-) -> Result<Arc<ClientConfig>, String> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+) -> Result<Arc<ClientConfig>, CompileError> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = if verify {
         builder.with_root_certificates(SYSTEM_ROOTS.clone())
     } else {

@@ -14,6 +14,8 @@ use rustls::ServerConfig;
 use sg_model::resource::{Ssl, SslType};
 use sg_model::Keyring;
 
+use crate::config::error::CompileError;
+
 /// The one crypto provider streamgate uses.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -49,7 +51,7 @@ impl TlsTable {
         objects: impl Iterator<Item = (&'a str, &'a Ssl)>,
         keyring: &Keyring,
         previous: Option<&TlsTable>,
-        rejected: &mut dyn FnMut(&str, String),
+        rejected: &mut dyn FnMut(&str, CompileError),
     ) -> TlsTable {
         let reusable: HashMap<&str, &Arc<ServerSsl>> = previous
             .map(|p| p.all_server().map(|s| (s.id.as_str(), s)).collect())

@@ -15,6 +15,7 @@ use sg_model::resource::{Ssl, SslClient};
 use sg_model::{pem, secret, Keyring};
 
 use super::provider;
+use crate::config::error::CompileError;
 
 /// Picks, among an SSL object's certificates, the first whose key can sign with a scheme the
 /// client offers (so an ECDSA-only client gets the ECDSA chain).
@@ -37,16 +38,14 @@ impl ResolvesServerCert for Chains {
 pub fn chains<'a>(
     pairs: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
     keyring: &Keyring,
-) -> Result<Vec<Arc<CertifiedKey>>, String> {
+) -> Result<Vec<Arc<CertifiedKey>>, CompileError> {
     pairs
         .into_iter()
         .map(|(cert, key)| {
-            let (cert, key) = cert.zip(key).ok_or("missing cert or key")?;
+            let (cert, key) = cert.zip(key).ok_or(CompileError::MissingCertOrKey)?;
             let (cert, key) = (secret::resolve(cert)?, secret::resolve(key)?);
-            let key = keyring
-                .reveal(&key)
-                .ok_or("failed to decrypt the private key")?;
-            pem::certified_key(&cert, &key)
+            let key = keyring.reveal(&key).ok_or(CompileError::UndecryptableKey)?;
+            Ok(pem::certified_key(&cert, &key)?)
         })
         .collect()
 }
@@ -127,14 +126,13 @@ impl ClientCertVerifier for DepthLimited {
     }
 }
 
-fn client_verifier(client: &SslClient) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let roots =
-        pem::parse_certs(&client.ca).map_err(|e| format!("failed to validate client_cert: {e}"))?;
+fn client_verifier(client: &SslClient) -> Result<Arc<dyn ClientCertVerifier>, CompileError> {
+    let roots = pem::parse_certs(&client.ca).map_err(CompileError::ClientCa)?;
     let mut store = RootCertStore::empty();
     for root in &roots {
         store
             .add(root.clone())
-            .map_err(|e| format!("client.ca: {e}"))?;
+            .map_err(CompileError::ClientCaRoot)?;
     }
     let crls = match &client.crl {
         Some(text) => pem::parse_crls(text)?,
@@ -144,7 +142,7 @@ fn client_verifier(client: &SslClient) -> Result<Arc<dyn ClientCertVerifier>, St
         .with_crls(crls)
         .allow_unknown_revocation_status()
         .build()
-        .map_err(|e| format!("client verification: {e}"))?;
+        .map_err(CompileError::ClientVerifier)?;
     Ok(Arc::new(DepthLimited {
         inner,
         max_intermediates: usize::try_from(client.depth.0.saturating_sub(1)).unwrap_or(usize::MAX),
@@ -154,17 +152,14 @@ fn client_verifier(client: &SslClient) -> Result<Arc<dyn ClientCertVerifier>, St
 
 /// Builds the rustls configuration of one server SSL object. Each object gets its own session
 /// cache, so a session can only be resumed with the object that created it.
-pub fn config(conf: &Ssl, keyring: &Keyring) -> Result<Arc<ServerConfig>, String> {
+pub fn config(conf: &Ssl, keyring: &Keyring) -> Result<Arc<ServerConfig>, CompileError> {
     let chains = chains(conf.pairs(), keyring)?;
     let versions = versions(conf);
     if versions.is_empty() {
-        return Err(
-            "ssl_protocols allows no version this build speaks (TLSv1.2, TLSv1.3)".to_owned(),
-        );
+        return Err(CompileError::NoProtocolVersion);
     }
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&versions)
-        .map_err(|e| e.to_string())?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_protocol_versions(&versions)?;
     let builder = match &conf.client {
         Some(client) => builder.with_client_cert_verifier(client_verifier(client)?),
         None => builder.with_no_client_auth(),
