@@ -50,9 +50,12 @@ bench: build
 	$(CARGO) run --release -p sg-bench --bin mqtt-bench -- \
 		--micro $(BENCH_DIR)/mqtt.txt --micro $(BENCH_DIR)/balancer.txt $(BENCH_ARGS)
 
-# Fuzzes the MQTT CONNECT decoder (cargo-fuzz on the stable toolchain); FUZZ_SECONDS=600 by default.
+# Fuzzes the MQTT CONNECT decoder and the PROXY protocol parser (cargo-fuzz on the stable
+# toolchain), FUZZ_SECONDS each (600 by default).
 FUZZ_SECONDS ?= 600
 .PHONY: fuzz
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run mqtt_connect -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+	cd fuzz && for target in mqtt_connect proxy_header; do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done

@@ -1,5 +1,6 @@
 //! `apisix.stream_proxy.tcp`: every form APISIX accepts (`9100`, `"ip:port"`, `"[v6]:port"`,
-//! port ranges, `{addr, tls}`), turned into socket addresses.
+//! port ranges, `{addr, tls, proxy_protocol, proxy_protocol_to_upstream}`), turned into socket
+//! addresses, with `apisix.proxy_protocol`'s defaults.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -16,24 +17,69 @@ pub struct StreamListener {
     pub tls: bool,
     /// Accept the PROXY protocol from the client side.
     pub proxy_protocol: bool,
+    /// Send a PROXY protocol header to upstreams, in this version.
+    pub proxy_protocol_to_upstream: Option<ProxyProtocolVersion>,
 }
 
-pub(crate) fn parse_tcp(node: &Node<'_>) -> Result<Vec<StreamListener>, ConfigError> {
+/// The PROXY protocol version sent to upstreams: v1 (text) as APISIX and nginx send it, or
+/// v2 (binary, with the client's TLS identity), a streamgate extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    V1,
+    V2,
+}
+
+/// `apisix.proxy_protocol`: defaults for every `stream_proxy.tcp` entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProxyProtocolDefaults {
+    receive: bool,
+    send: bool,
+    version: Option<ProxyProtocolVersion>,
+}
+
+impl ProxyProtocolDefaults {
+    pub(crate) fn parse(node: &Node<'_>) -> Result<Self, ConfigError> {
+        Ok(ProxyProtocolDefaults {
+            receive: node.child("enable_tcp_pp").bool_or(false)?,
+            send: node.child("enable_tcp_pp_to_upstream").bool_or(false)?,
+            version: parse_version(&node.child("tcp_pp_to_upstream_version"))?,
+        })
+    }
+}
+
+/// streamgate's `…_version` keys: 1 or 2.
+fn parse_version(node: &Node<'_>) -> Result<Option<ProxyProtocolVersion>, ConfigError> {
+    match node.value() {
+        None => Ok(None),
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(Some(ProxyProtocolVersion::V1)),
+        Some(Value::Number(n)) if n.as_u64() == Some(2) => Ok(Some(ProxyProtocolVersion::V2)),
+        Some(other) => Err(node.error(format!("expected 1 or 2, got {other}"))),
+    }
+}
+
+pub(crate) fn parse_tcp(
+    node: &Node<'_>,
+    pp: ProxyProtocolDefaults,
+) -> Result<Vec<StreamListener>, ConfigError> {
     let mut listeners = Vec::new();
     for item in node.items()? {
-        let (addr_node, tls, proxy_protocol) = match item.value() {
+        let default_version = || pp.version.unwrap_or(ProxyProtocolVersion::V1);
+        let (addr_node, tls, proxy_protocol, to_upstream) = match item.value() {
             Some(Value::Object(_)) => {
                 let addr = item.child("addr");
                 if addr.value().is_none() {
                     return Err(addr.error("is required"));
                 }
+                let send = item.child("proxy_protocol_to_upstream").bool_or(pp.send)?;
+                let version = parse_version(&item.child("proxy_protocol_to_upstream_version"))?;
                 (
                     addr,
                     item.child("tls").bool_or(false)?,
-                    item.child("proxy_protocol").bool_or(false)?,
+                    item.child("proxy_protocol").bool_or(pp.receive)?,
+                    send.then(|| version.unwrap_or_else(default_version)),
                 )
             }
-            _ => (item, false, false),
+            _ => (item, false, pp.receive, pp.send.then(default_version)),
         };
         for addr in parse_addr(&addr_node)? {
             if listeners.iter().any(|l: &StreamListener| l.addr == addr) {
@@ -43,6 +89,7 @@ pub(crate) fn parse_tcp(node: &Node<'_>) -> Result<Vec<StreamListener>, ConfigEr
                 addr,
                 tls,
                 proxy_protocol,
+                proxy_protocol_to_upstream: to_upstream,
             });
         }
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use admin::{AdminKey, AdminRole, AdminSettings, WELL_KNOWN_ADMIN_KEY};
 pub use control::ControlSettings;
-pub use listen::StreamListener;
+pub use listen::{ProxyProtocolVersion, StreamListener};
 use tree::Node;
 
 use crate::keyring::Keyring;
@@ -125,6 +125,7 @@ const KNOWN: &[&str] = &[
     "deployment",
     "apisix.proxy_mode",
     "apisix.stream_proxy",
+    "apisix.proxy_protocol",
     "apisix.ssl",
     "apisix.data_encryption",
     "apisix.enable_control",
@@ -182,7 +183,8 @@ impl Settings {
             }
         };
         let stream_proxy = apisix.child("stream_proxy");
-        let stream_listeners = listen::parse_tcp(&stream_proxy.child("tcp"))?;
+        let pp = listen::ProxyProtocolDefaults::parse(&apisix.child("proxy_protocol"))?;
+        let stream_listeners = listen::parse_tcp(&stream_proxy.child("tcp"), pp)?;
         let drain_timeout = capped_seconds(
             stream_proxy
                 .child("drain_timeout")

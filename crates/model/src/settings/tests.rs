@@ -46,6 +46,40 @@ fn every_tcp_form() {
 }
 
 #[test]
+fn proxy_protocol_entries_and_their_global_defaults() {
+    let s = Settings::parse(
+        "apisix:\n  proxy_protocol:\n    enable_tcp_pp: true\n    enable_tcp_pp_to_upstream: true\n  stream_proxy:\n    tcp:\n      - 9100\n      - addr: 9101\n        proxy_protocol: false\n        proxy_protocol_to_upstream_version: 2\n      - addr: 9102\n        proxy_protocol_to_upstream: false\n",
+    )
+    .unwrap();
+    let pp: Vec<_> = s
+        .stream_listeners
+        .iter()
+        .map(|l| (l.proxy_protocol, l.proxy_protocol_to_upstream))
+        .collect();
+    assert_eq!(
+        pp,
+        [
+            (true, Some(ProxyProtocolVersion::V1)),
+            (false, Some(ProxyProtocolVersion::V2)),
+            (true, None)
+        ]
+    );
+    let s = Settings::parse(
+        "apisix:\n  proxy_protocol:\n    tcp_pp_to_upstream_version: 2\n  stream_proxy:\n    tcp:\n      - addr: 9100\n        proxy_protocol_to_upstream: true\n      - 9101\n",
+    )
+    .unwrap();
+    assert_eq!(
+        s.stream_listeners[0].proxy_protocol_to_upstream,
+        Some(ProxyProtocolVersion::V2)
+    );
+    assert_eq!(s.stream_listeners[1].proxy_protocol_to_upstream, None);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let err = Settings::parse("apisix:\n  proxy_protocol:\n    tcp_pp_to_upstream_version: 3\n")
+        .unwrap_err();
+    assert_eq!(err.key, "apisix.proxy_protocol.tcp_pp_to_upstream_version");
+}
+
+#[test]
 fn invalid_values_name_their_key() {
     let err = |text: &str| Settings::parse(text).unwrap_err();
     assert_eq!(

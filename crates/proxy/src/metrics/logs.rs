@@ -22,10 +22,12 @@ pub enum LogKind {
     Refused,
     /// Failed connects to upstream nodes, and routes without a usable upstream.
     Upstream,
+    /// Missing or broken PROXY protocol headers.
+    ProxyProtocol,
 }
 
 /// One window per [`LogKind`], indexed by its discriminant.
-const KINDS: usize = 4;
+const KINDS: usize = 5;
 
 impl LogKind {
     fn name(self) -> &'static str {
@@ -34,6 +36,7 @@ impl LogKind {
             LogKind::Tls => "tls",
             LogKind::Refused => "refused",
             LogKind::Upstream => "upstream",
+            LogKind::ProxyProtocol => "proxy-protocol",
         }
     }
 }

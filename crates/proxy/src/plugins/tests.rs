@@ -9,6 +9,7 @@ fn ctx(remote: &str) -> Ctx {
         vars: ConnVars {
             remote: remote.parse().unwrap(),
             server: "127.0.0.1:9100".parse().unwrap(),
+            proxy_protocol: None,
             mqtt_client_id: None,
         },
         leases: Vec::new(),

@@ -17,24 +17,21 @@ use tracing::{error, info, warn};
 use crate::metrics::METRICS;
 use crate::runtime::deferred;
 use crate::runtime::workers::Workers;
-use crate::session::{self, Gateway};
+use crate::session::{self, Gateway, Listening};
 
 /// Pause after an accept error (such as running out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// A bound stream listener and whether it terminates TLS.
+/// A bound stream listener and how its connections are served.
 pub struct Bound {
     pub listener: std::net::TcpListener,
-    pub tls: bool,
+    pub listening: Listening,
 }
 
 /// Binds every listener.
 pub async fn bind(listeners: &[StreamListener]) -> io::Result<Vec<Bound>> {
     let mut bound = Vec::new();
     for entry in listeners {
-        if entry.proxy_protocol {
-            warn!(addr = %entry.addr, "proxy_protocol on stream listeners is not supported yet; ignored");
-        }
         let listener = listen(entry.addr).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -43,14 +40,25 @@ pub async fn bind(listeners: &[StreamListener]) -> io::Result<Vec<Bound>> {
         })?;
         // Accepted sockets inherit TCP_NODELAY: one setsockopt per connection fewer.
         socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
-        // A TLS client always speaks first; plain listeners follow the routes (at start).
-        if entry.tls {
+        let listening = Listening {
+            tls: entry.tls,
+            proxy_protocol: entry.proxy_protocol,
+            proxy_protocol_to_upstream: entry.proxy_protocol_to_upstream,
+        };
+        // A TLS client, and a load balancer sending the PROXY protocol, always speak first;
+        // plain listeners follow the routes (at start).
+        if listening.client_speaks_first() {
             deferred::set(&listener, true)?;
         }
-        info!(addr = %listener.local_addr()?, tls = entry.tls, "stream listener open");
+        info!(
+            addr = %listener.local_addr()?,
+            tls = entry.tls,
+            proxy_protocol = entry.proxy_protocol,
+            "stream listener open"
+        );
         bound.push(Bound {
             listener: listener.into_std()?,
-            tls: entry.tls,
+            listening,
         });
     }
     Ok(bound)
@@ -95,7 +103,11 @@ impl Dataplane {
             .filter_map(|b| b.listener.local_addr().ok())
             .collect();
         let mut acceptors = Vec::new();
-        for Bound { listener, tls } in listeners {
+        for Bound {
+            listener,
+            listening,
+        } in listeners
+        {
             let accepting = Arc::new(Accepting {
                 gateway: gateway.clone(),
                 sessions: sessions.clone(),
@@ -104,7 +116,7 @@ impl Dataplane {
                     .local_addr()
                     .ok()
                     .filter(|addr| !addr.ip().is_unspecified()),
-                tls,
+                listening,
             });
             let listener = match TcpListener::from_std(listener) {
                 Ok(listener) => Arc::new(listener),
@@ -113,7 +125,7 @@ impl Dataplane {
                     continue;
                 }
             };
-            if !tls {
+            if !listening.client_speaks_first() {
                 if let Err(e) = gateway
                     .snapshots
                     .deferred()
@@ -170,7 +182,7 @@ struct Accepting {
     sessions: TaskTracker,
     /// The listener's address, unless it is a wildcard (a session then asks its socket).
     server: Option<SocketAddr>,
-    tls: bool,
+    listening: Listening,
 }
 
 impl Accepting {
@@ -188,7 +200,13 @@ impl Accepting {
     fn start(&self, client: TcpStream, remote: SocketAddr, runtime: &tokio::runtime::Handle) {
         // The session's timers belong to that runtime too.
         let _entered = runtime.enter();
-        let session = session::serve(self.gateway.clone(), client, remote, self.server, self.tls);
+        let session = session::serve(
+            self.gateway.clone(),
+            client,
+            remote,
+            self.server,
+            self.listening,
+        );
         self.sessions.spawn_on(session, runtime);
     }
 }
@@ -232,6 +250,7 @@ mod tests {
             addr: "127.0.0.1:0".parse().unwrap(),
             tls: false,
             proxy_protocol: false,
+            proxy_protocol_to_upstream: None,
         };
         let bound = bind(&[entry]).await.unwrap().remove(0);
         let listener = TcpListener::from_std(bound.listener).unwrap();

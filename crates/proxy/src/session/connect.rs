@@ -37,20 +37,27 @@ pub struct Connected {
     pub pick: Pick,
 }
 
-/// Connects one node (TCP, then TLS if the upstream asks for it) and sends it `early`, the
-/// client's pre-read bytes. A node that refuses them counts as a failed connect.
+/// Connects one node (TCP, then TLS if the upstream asks for it) and sends it `proxy_header`
+/// (when the listener sends the PROXY protocol), then `early`, the client's pre-read bytes. A
+/// node that refuses them counts as a failed connect.
 async fn connect_node(
     up: &Upstream,
     addr: SocketAddr,
     sni: Option<&str>,
+    proxy_header: &[u8],
     early: &[u8],
 ) -> Result<UpstreamIo, Error> {
     let failed = |e: io::Error| Error::new(ErrorKind::of_connect(&e)).on(addr).because(e);
     let Some(config) = &up.tls else {
-        let tcp = connect_sending(addr, early).await.map_err(failed)?;
-        return Ok(Either::Left(tcp));
+        let tcp = if proxy_header.is_empty() {
+            connect_sending(addr, early).await
+        } else {
+            connect_sending(addr, &[proxy_header, early].concat()).await
+        };
+        return Ok(Either::Left(tcp.map_err(failed)?));
     };
-    let tcp = connect_sending(addr, &[]).await.map_err(failed)?;
+    // The PROXY header travels in the clear, before the TLS handshake.
+    let tcp = connect_sending(addr, proxy_header).await.map_err(failed)?;
     let tls_failed = || Error::new(ErrorKind::UpstreamTls).on(addr);
     let name = ServerName::try_from(sni.unwrap_or(DEFAULT_UPSTREAM_SNI).to_owned())
         .map_err(|e| tls_failed().because(e))?;
@@ -122,6 +129,7 @@ pub async fn connect(
     up: &Upstream,
     vars: &ConnVars,
     sni: Option<&str>,
+    proxy_header: &[u8],
     early: &[u8],
     answers: bool,
     resolver: &Resolver,
@@ -170,7 +178,7 @@ pub async fn connect(
             } else {
                 None
             };
-            let stream = connect_node(up, addr, sni, early).await?;
+            let stream = connect_node(up, addr, sni, proxy_header, early).await?;
             if let (Some(_), Either::Left(tcp)) = (&turn, &stream) {
                 tcp.readable()
                     .await
@@ -234,9 +242,10 @@ mod tests {
                 let vars = ConnVars {
                     remote: addr,
                     server: addr,
+                    proxy_protocol: None,
                     mqtt_client_id: None,
                 };
-                let connected = connect(&up, &vars, None, b"\x10", answers, &resolver).await;
+                let connected = connect(&up, &vars, None, b"", b"\x10", answers, &resolver).await;
                 connected.unwrap().addr
             });
         }

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     HandshakeTimeout,
     /// The TLS handshake with the client failed.
     Handshake,
+    /// A PROXY protocol listener got no valid header in time.
+    ProxyProtocol,
     /// No stream route takes the connection.
     NoRoute,
     /// A plugin refused the client in its pre-read phase.
@@ -59,6 +61,7 @@ impl ErrorKind {
             ErrorKind::NoCertificate => "no_certificate",
             ErrorKind::HandshakeTimeout => "handshake_timeout",
             ErrorKind::Handshake => "handshake_error",
+            ErrorKind::ProxyProtocol => "proxy_protocol",
             ErrorKind::NoRoute => "no_route",
             ErrorKind::Refused => "refused",
             ErrorKind::NoUpstream => "no_upstream",
@@ -78,6 +81,7 @@ impl ErrorKind {
             | ErrorKind::NoCertificate
             | ErrorKind::HandshakeTimeout
             | ErrorKind::Handshake
+            | ErrorKind::ProxyProtocol
             | ErrorKind::NoRoute
             | ErrorKind::Refused => Origin::Client,
             ErrorKind::Resolve
@@ -99,6 +103,7 @@ impl ErrorKind {
             | ErrorKind::HandshakeTimeout
             | ErrorKind::Handshake => LogKind::Tls,
             ErrorKind::Refused => LogKind::Refused,
+            ErrorKind::ProxyProtocol => LogKind::ProxyProtocol,
             _ => LogKind::Upstream,
         }
     }
@@ -176,6 +181,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::HandshakeTimeout => f.write_str("TLS handshake timed out"),
             ErrorKind::Handshake => write!(f, "TLS handshake failed: {cause}"),
+            ErrorKind::ProxyProtocol => write!(f, "broken PROXY protocol header: {cause}"),
             ErrorKind::NoRoute => f.write_str("not hit any route"),
             // The context names the plugin and its status, as APISIX logs them.
             ErrorKind::Refused => f.write_str(context),

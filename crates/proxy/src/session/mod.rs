@@ -11,6 +11,7 @@ pub(crate) mod error;
 mod established;
 pub(crate) mod handshake;
 pub(crate) mod preread;
+pub(crate) mod proxy_header;
 pub(crate) mod relay;
 pub(crate) mod vars;
 pub(crate) mod waiting;
@@ -23,6 +24,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
+use sg_model::settings::ProxyProtocolVersion;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -45,6 +47,25 @@ use crate::session::established::{Established, Relaying};
 use crate::session::preread::PrereadLimits;
 use crate::session::vars::ConnVars;
 use crate::session::waiting::{Accepted, Waiting};
+
+/// How a listener's connections are served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Listening {
+    /// Terminate TLS, with the certificate the client's SNI selects.
+    pub tls: bool,
+    /// Read the PROXY protocol header a load balancer in front sends first.
+    pub proxy_protocol: bool,
+    /// Send a PROXY protocol header to upstreams, in this version.
+    pub proxy_protocol_to_upstream: Option<ProxyProtocolVersion>,
+}
+
+impl Listening {
+    /// Whether every connection starts with bytes from the client (a ClientHello or a PROXY
+    /// header), whatever the routes.
+    pub fn client_speaks_first(self) -> bool {
+        self.tls || self.proxy_protocol
+    }
+}
 
 /// What every connection shares.
 pub struct Gateway {
@@ -160,17 +181,39 @@ impl From<Error> for Failed {
 async fn set_up(
     Accepted {
         gateway,
-        client: tcp,
-        remote,
+        client: mut tcp,
+        mut remote,
         server,
-        tls,
+        listening,
         at: accepted,
         first,
-        route,
+        mut route,
     }: Accepted,
     span: tracing::Span,
 ) -> Result<Established, Failed> {
-    let (mut client, route, sni): (ClientIo, _, _) = if tls {
+    let mut proxied = None;
+    if listening.proxy_protocol {
+        let deadline = accepted + gateway.preread.timeout;
+        let header = match proxy_header::receive(&mut tcp, deadline).await {
+            Ok(header) => header,
+            Err(error) => {
+                reject(Either::Left(tcp));
+                return Err(error.into());
+            }
+        };
+        // LOCAL (the balancer's own health check) and UNKNOWN keep the socket's addresses.
+        if let Some(addresses) = header.addresses {
+            remote = addresses.source;
+            proxied = Some(addresses.source);
+            span.record("client", tracing::field::display(remote));
+        }
+        if !listening.tls {
+            let snapshot = gateway.snapshots.load();
+            let fallback_sni = gateway.fallback_sni.as_deref();
+            route = snapshot.routes.find(fallback_sni, remote, server).cloned();
+        }
+    }
+    let (mut client, route, sni): (ClientIo, _, _) = if listening.tls {
         let Ok(_slot) = gateway.storm.handshake() else {
             reject(Either::Left(tcp));
             return Err(Error::new(ErrorKind::HandshakeLimit).into());
@@ -206,6 +249,7 @@ async fn set_up(
         vars: ConnVars {
             remote,
             server,
+            proxy_protocol: proxied,
             mqtt_client_id: None,
         },
         leases: Vec::new(),
@@ -238,10 +282,18 @@ async fn set_up(
     };
     // Plain clients' fallback SNI only matched routes; TLS upstreams get the client's name.
     let upstream_sni = sni.as_deref();
+    let proxy_header = listening.proxy_protocol_to_upstream.map(|version| {
+        let tls = match &client {
+            Either::Right(tls) => Some(&**tls),
+            Either::Left(_) => None,
+        };
+        proxy_header::to_upstream(version, remote, server, upstream_sni, tls)
+    });
     let connected = match Box::pin(connect(
         &upstream,
         &ctx.vars,
         upstream_sni,
+        proxy_header.as_deref().unwrap_or_default(),
         &preread,
         route.server_answers,
         &gateway.resolver,
@@ -339,7 +391,7 @@ pub fn serve(
     client: TcpStream,
     remote: SocketAddr,
     server: Option<SocketAddr>,
-    tls: bool,
+    listening: Listening,
 ) -> Session {
     let at = Instant::now();
     let Some(server) = server.or_else(|| client.local_addr().ok()) else {
@@ -350,9 +402,12 @@ pub fn serve(
     };
     // `deferred`: the listener handed the connection over once the client spoke (see
     // `crate::runtime::deferred`); `deadline`: the client speaks first, so the session waits for it.
-    let (route, deferred, deadline) = if tls {
+    let (route, deferred, deadline) = if listening.tls {
         // A ClientHello comes first; the route is matched on its SNI after the handshake.
         (None, true, Some(at + gateway.handshake_timeout))
+    } else if listening.proxy_protocol {
+        // The header comes first; the route is matched on the client it names.
+        (None, true, Some(at + gateway.preread.timeout))
     } else {
         // Matched now (APISIX applies fallback_sni to plain connections too); a client whose
         // route first reads its bytes speaks first.
@@ -372,7 +427,7 @@ pub fn serve(
         client,
         remote,
         server,
-        tls,
+        listening,
         at,
         first: Vec::new(),
         route,

@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 /// The variables of one connection, as APISIX's stream subsystem exposes them.
 #[derive(Debug)]
 pub struct ConnVars {
+    /// The client: the socket's peer, or the client a PROXY protocol header names.
     pub remote: SocketAddr,
     pub server: SocketAddr,
+    /// The client a PROXY protocol header named (`$proxy_protocol_addr`, `…_port`).
+    pub proxy_protocol: Option<SocketAddr>,
     /// Set by the mqtt-proxy plugin when the CONNECT carries a non-empty client id.
     pub mqtt_client_id: Option<Box<str>>,
 }
@@ -20,6 +23,8 @@ pub enum Var {
     RemotePort,
     ServerAddr,
     ServerPort,
+    ProxyProtocolAddr,
+    ProxyProtocolPort,
     MqttClientId,
 }
 
@@ -32,6 +37,8 @@ impl Var {
             "remote_port" => Some(Var::RemotePort),
             "server_addr" => Some(Var::ServerAddr),
             "server_port" => Some(Var::ServerPort),
+            "proxy_protocol_addr" => Some(Var::ProxyProtocolAddr),
+            "proxy_protocol_port" => Some(Var::ProxyProtocolPort),
             "mqtt_client_id" => Some(Var::MqttClientId),
             _ => None,
         }
@@ -73,6 +80,14 @@ impl ConnVars {
             Var::RemotePort => Some(buf.format(format_args!("{}", self.remote.port()))),
             Var::ServerAddr => Some(buf.format(format_args!("{}", self.server.ip()))),
             Var::ServerPort => Some(buf.format(format_args!("{}", self.server.port()))),
+            Var::ProxyProtocolAddr => {
+                let client = self.proxy_protocol?;
+                Some(buf.format(format_args!("{}", client.ip())))
+            }
+            Var::ProxyProtocolPort => {
+                let client = self.proxy_protocol?;
+                Some(buf.format(format_args!("{}", client.port())))
+            }
         }
     }
 
@@ -86,7 +101,11 @@ impl ConnVars {
     }
 
     fn is_set(&self, var: Var) -> bool {
-        var != Var::MqttClientId || self.mqtt_client_id.is_some()
+        match var {
+            Var::MqttClientId => self.mqtt_client_id.is_some(),
+            Var::ProxyProtocolAddr | Var::ProxyProtocolPort => self.proxy_protocol.is_some(),
+            _ => true,
+        }
     }
 }
 
@@ -101,6 +120,7 @@ mod tests {
 
     fn vars(id: Option<&str>) -> ConnVars {
         ConnVars {
+            proxy_protocol: None,
             remote: "127.0.0.1:40000".parse().unwrap(),
             server: "[::1]:9100".parse().unwrap(),
             mqtt_client_id: id.map(Into::into),

@@ -19,7 +19,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use crate::config::route::Route;
 use crate::session::preread;
 use crate::session::relay::read::{read_fresh_to_vec, read_to_vec};
-use crate::session::Gateway;
+use crate::session::{Gateway, Listening};
 
 /// What the set-up phase starts from.
 pub struct Accepted {
@@ -27,7 +27,7 @@ pub struct Accepted {
     pub client: TcpStream,
     pub remote: SocketAddr,
     pub server: SocketAddr,
-    pub tls: bool,
+    pub listening: Listening,
     /// When the connection was accepted: the pre-read and handshake deadlines count from here.
     pub at: Instant,
     /// Client bytes already read (plain TCP only); the pre-read phase starts from them.
@@ -114,7 +114,8 @@ enum ReadVia {
 /// Checks that the client sent something, keeping what a plain TCP read got.
 fn confirm(accepted: &mut Accepted, via: ReadVia) -> io::Result<()> {
     let client = &accepted.client;
-    if accepted.tls {
+    // The TLS handshake and the PROXY header reader read their bytes themselves.
+    if accepted.listening.client_speaks_first() {
         let mut byte = [MaybeUninit::uninit()];
         let mut peek = || SockRef::from(client).peek(&mut byte);
         return match via {

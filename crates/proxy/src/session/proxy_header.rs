@@ -1,0 +1,119 @@
+//! The PROXY protocol on a session: the header a load balancer in front sends first, peeked
+//! until whole and then consumed exactly (a TLS ClientHello or an MQTT CONNECT after it stays
+//! in the socket), and the header sent to an upstream.
+
+use std::io::{self, ErrorKind as IoKind};
+use std::net::SocketAddr;
+
+use sg_model::settings::ProxyProtocolVersion;
+use sg_proxy_protocol::{Header, Parsed, Ssl, CLIENT_CERT_CONN, CLIENT_SSL, V2_MAX};
+use socket2::SockRef;
+use tokio::io::{AsyncReadExt, Interest};
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+use tokio_rustls::server::TlsStream;
+
+use crate::session::error::{Error, ErrorKind};
+
+/// What one look at the socket found.
+enum Peeked {
+    Header(usize, Header),
+    Invalid(sg_proxy_protocol::Error),
+    Closed,
+}
+
+/// Reads the header `client` starts with, by `deadline`.
+pub(crate) async fn receive(client: &mut TcpStream, deadline: Instant) -> Result<Header, Error> {
+    let failed = |cause: io::Error| Error::new(ErrorKind::ProxyProtocol).because(cause);
+    let (len, header) = match timeout_at(deadline, peek_header(client)).await {
+        Err(_) => return Err(failed(IoKind::TimedOut.into())),
+        Ok(Err(e)) => return Err(failed(e)),
+        Ok(Ok(Peeked::Closed)) => return Err(failed(IoKind::UnexpectedEof.into())),
+        Ok(Ok(Peeked::Invalid(e))) => {
+            return Err(Error::new(ErrorKind::ProxyProtocol).because(e));
+        }
+        Ok(Ok(Peeked::Header(len, header))) => (len, header),
+    };
+    // Already in the socket: peeked above.
+    let mut consumed = vec![0; len];
+    client.read_exact(&mut consumed).await.map_err(failed)?;
+    Ok(header)
+}
+
+/// Peeks until the socket holds a whole header (or shows it cannot).
+async fn peek_header(client: &TcpStream) -> io::Result<Peeked> {
+    // A second descriptor of the same socket, for std's safe `peek`.
+    let peeker = std::net::TcpStream::from(SockRef::from(client).try_clone()?);
+    loop {
+        client.readable().await?;
+        let peeked = client.try_io(Interest::READABLE, || {
+            let mut buf = [0; V2_MAX];
+            let n = peeker.peek(&mut buf)?;
+            if n == 0 {
+                return Ok(Peeked::Closed);
+            }
+            match sg_proxy_protocol::parse(&buf[..n]) {
+                // Clears the readiness: the next bytes raise a new one.
+                Ok(Parsed::Incomplete) => Err(IoKind::WouldBlock.into()),
+                Ok(Parsed::Complete { len, header }) => Ok(Peeked::Header(len, header)),
+                Err(e) => Ok(Peeked::Invalid(e)),
+            }
+        });
+        match peeked {
+            Err(e) if e.kind() == IoKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The header sent to an upstream for a client at `client` that reached `server`; v2 carries
+/// the server name and, when the gateway terminated TLS, the client's TLS connection.
+pub(crate) fn to_upstream(
+    version: ProxyProtocolVersion,
+    client: SocketAddr,
+    server: SocketAddr,
+    sni: Option<&str>,
+    tls: Option<&TlsStream<TcpStream>>,
+) -> Vec<u8> {
+    match version {
+        ProxyProtocolVersion::V1 => sg_proxy_protocol::v1(client, server),
+        ProxyProtocolVersion::V2 => {
+            let ssl = tls.map(|stream| ssl_of(stream.get_ref().1));
+            sg_proxy_protocol::v2(client, server, sni, ssl.as_ref())
+        }
+    }
+}
+
+/// The `PP2_TYPE_SSL` value of a terminated TLS connection.
+fn ssl_of(connection: &rustls::ServerConnection) -> Ssl {
+    let certificate = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first());
+    let mut ssl = Ssl {
+        client: CLIENT_SSL,
+        // rustls completes a handshake only with a verified client certificate.
+        verify: u32::from(certificate.is_none()),
+        version: connection.protocol_version().map(|v| match v {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+            other => format!("{other:?}"),
+        }),
+        cipher: connection
+            .negotiated_cipher_suite()
+            .and_then(|suite| suite.suite().as_str())
+            .map(str::to_owned),
+        cn: None,
+    };
+    if let Some(certificate) = certificate {
+        ssl.client |= CLIENT_CERT_CONN;
+        ssl.cn = common_name(certificate);
+    }
+    ssl
+}
+
+/// The first common name of a certificate's subject.
+fn common_name(certificate: &[u8]) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
