@@ -55,9 +55,23 @@ pub struct Opened<S> {
 
 /// TCP connect, then CONNECT as `client_id` and wait for an accepting CONNACK.
 pub async fn open_plain(addr: SocketAddr, client_id: &str) -> Result<Opened<TcpStream>> {
+    open_plain_as(addr, client_id, false).await
+}
+
+/// As [`open_plain`]; `proxied`: a PROXY protocol v1 header naming this client goes first, as
+/// a load balancer in front would send it.
+pub async fn open_plain_as(
+    addr: SocketAddr,
+    client_id: &str,
+    proxied: bool,
+) -> Result<Opened<TcpStream>> {
     let start = Instant::now();
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
+    if proxied {
+        let header = sg_proxy_protocol::v1(stream.local_addr()?, addr);
+        stream.write_all(&header).await?;
+    }
     let connack = handshake_mqtt(&mut stream, client_id, start).await?;
     Ok(Opened {
         stream,

@@ -16,6 +16,9 @@ pub enum Kind {
     /// The same streamgate build and settings again, as a system of its own: its spread from
     /// `streamgate` in the same run is the noise floor (an A/A comparison).
     StreamgateTwin,
+    /// streamgate whose plain listener reads the PROXY protocol; its clients send a v1 header
+    /// first. Only the idle hold runs on it: what such a listener costs per connection.
+    StreamgateProxyProtocol,
     /// Another streamgate build (`--candidate`) with the same settings, judged against
     /// `streamgate` beside the A/A floor: does a change move a figure beyond the noise?
     StreamgateCandidate,
@@ -25,13 +28,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Direct,
         Kind::Streamgate,
         Kind::StreamgateInfo,
         Kind::StreamgateOneWorker,
         Kind::StreamgateTwin,
         Kind::StreamgateCandidate,
+        Kind::StreamgateProxyProtocol,
         Kind::Haproxy,
         Kind::HaproxyOneThread,
     ];
@@ -44,6 +48,7 @@ impl Kind {
             Kind::StreamgateOneWorker => "streamgate-1w",
             Kind::StreamgateTwin => "streamgate-aa",
             Kind::StreamgateCandidate => "streamgate-b",
+            Kind::StreamgateProxyProtocol => "streamgate-pp",
             Kind::Haproxy => "haproxy",
             Kind::HaproxyOneThread => "haproxy-1t",
         }
@@ -57,6 +62,7 @@ impl Kind {
             Kind::StreamgateOneWorker => "streamgate, 1 worker",
             Kind::StreamgateTwin => "streamgate again (A/A)",
             Kind::StreamgateCandidate => "candidate build (B)",
+            Kind::StreamgateProxyProtocol => "streamgate, PROXY protocol listener",
             Kind::Haproxy => "HAProxy",
             Kind::HaproxyOneThread => "HAProxy, nbthread 1",
         }
@@ -71,7 +77,13 @@ impl Kind {
                 | Kind::StreamgateOneWorker
                 | Kind::StreamgateTwin
                 | Kind::StreamgateCandidate
+                | Kind::StreamgateProxyProtocol
         )
+    }
+
+    /// Whether its plain listener expects a PROXY protocol header first.
+    pub fn proxied(self) -> bool {
+        self == Kind::StreamgateProxyProtocol
     }
 
     /// What this streamgate run adds to the shipped `nginx_config`.

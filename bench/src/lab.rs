@@ -148,7 +148,8 @@ impl Lab {
             Kind::Streamgate
             | Kind::StreamgateOneWorker
             | Kind::StreamgateTwin
-            | Kind::StreamgateCandidate => {
+            | Kind::StreamgateCandidate
+            | Kind::StreamgateProxyProtocol => {
                 self.streamgate(kind, self.options.streamgate_log.as_deref())
             }
             Kind::StreamgateInfo => self.streamgate(kind, Some("info")),
@@ -160,10 +161,11 @@ impl Lab {
     /// on `mqtt_client_id` over both brokers, plus a TLS listener with an SSL object for SNI.
     fn streamgate(&self, kind: Kind, level: Option<&str>) -> Result<System> {
         let (admin_port, plain, tls) = (free_port(), free_port(), free_port());
+        let proxy_protocol = if kind.proxied() { "true" } else { "false" };
         let config = config_with_tcp(
             admin_port,
             &[
-                format!("\"127.0.0.1:{plain}\""),
+                format!("{{addr: \"127.0.0.1:{plain}\", proxy_protocol: {proxy_protocol}}}"),
                 format!("{{addr: \"127.0.0.1:{tls}\", tls: true}}"),
             ],
         );

@@ -42,12 +42,13 @@ pub struct Args {
     #[arg(long, default_value_t = 6)]
     pub rounds: usize,
     /// Systems to compare (direct, streamgate, the same build again as streamgate-aa for the
-    /// noise floor, haproxy; also streamgate-info, streamgate-1w with one worker thread,
-    /// haproxy-1t with `nbthread 1`).
+    /// noise floor, streamgate-pp with a PROXY protocol listener (idle hold only), haproxy;
+    /// also streamgate-info, streamgate-1w with one worker thread, haproxy-1t with
+    /// `nbthread 1`, streamgate-b with `--candidate`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "direct,streamgate,streamgate-aa,haproxy"
+        default_value = "direct,streamgate,streamgate-aa,streamgate-pp,haproxy"
     )]
     pub systems: Vec<String>,
     /// Scenarios to run (idle, silent, storm, tls, qos0, qos1, config-scale). Only

@@ -78,23 +78,31 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
     for k in systems {
         let _ = write!(out, " {} |", k.title());
     }
+    // Judged against streamgate itself: the same build again (its spread is the noise floor
+    // of this run), a candidate build, the PROXY protocol listener.
+    let beside: Vec<Kind> = [
+        Kind::StreamgateTwin,
+        Kind::StreamgateCandidate,
+        Kind::StreamgateProxyProtocol,
+    ]
+    .into_iter()
+    .filter(|k| systems.contains(k))
+    .collect();
     let variants: Vec<Kind> = systems
         .iter()
         .copied()
-        .filter(|k| {
-            k.is_streamgate_variant()
-                && !matches!(k, Kind::StreamgateTwin | Kind::StreamgateCandidate)
-        })
+        .filter(|k| k.is_streamgate_variant() && !beside.contains(k))
         .collect();
-    // The same build measured twice in this run: how far apart they land is the noise floor.
-    let twin = systems.contains(&Kind::StreamgateTwin);
-    let candidate = systems.contains(&Kind::StreamgateCandidate);
     out.push_str(" streamgate ÷ HAProxy | target | |");
-    if twin {
-        out.push_str(" noise floor (A/A): streamgate again ÷ streamgate |");
-    }
-    if candidate {
-        out.push_str(" candidate ÷ streamgate |");
+    for k in &beside {
+        match k {
+            Kind::StreamgateTwin => {
+                out.push_str(" noise floor (A/A): streamgate again ÷ streamgate |")
+            }
+            _ => {
+                let _ = write!(out, " {} ÷ streamgate |", k.title());
+            }
+        }
     }
     for k in &variants {
         let _ = write!(out, " {} ÷ HAProxy | |", k.title());
@@ -104,7 +112,7 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
         out.push_str("---:|");
     }
     out.push_str("---:|---|---|");
-    for _ in [twin, candidate].iter().filter(|shown| **shown) {
+    for _ in &beside {
         out.push_str("---:|");
     }
     for _ in &variants {
@@ -145,11 +153,8 @@ fn table(systems: &[Kind], results: &BTreeMap<Kind, Vec<RunResult>>) -> String {
                 .filter(|(_, s)| *s > 0.0)
                 .map_or("—".to_owned(), |(a, s)| format!("{:.2}×", a / s))
         };
-        if twin {
-            let _ = write!(out, " {} |", to_streamgate(Kind::StreamgateTwin));
-        }
-        if candidate {
-            let _ = write!(out, " {} |", to_streamgate(Kind::StreamgateCandidate));
+        for k in &beside {
+            let _ = write!(out, " {} |", to_streamgate(*k));
         }
         for k in &variants {
             let (text, verdict) = judge(ratio(*k));

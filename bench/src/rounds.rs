@@ -79,7 +79,10 @@ async fn ready(system: &System, tls: &client::Tls) -> Result<()> {
                     .await
                     .map(|o| drop(o.stream))
             } else {
-                client::open_plain(*addr, &id).await.map(|o| drop(o.stream))
+                let proxied = system.kind.proxied();
+                client::open_plain_as(*addr, &id, proxied)
+                    .await
+                    .map(|o| drop(o.stream))
             };
             match ok {
                 Ok(()) => break,
@@ -99,6 +102,7 @@ async fn run_silent(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
     let pid = system.pid.context("no proxy process")?;
     idle::silent(
         &system.plain,
+        system.kind.proxied(),
         pid,
         args.idle_clients,
         args.idle_warmup,
@@ -120,6 +124,7 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
     if let (true, Some(pid)) = (on("idle"), system.pid) {
         match idle::run(
             &system.plain,
+            system.kind.proxied(),
             pid,
             args.idle_clients,
             args.idle_warmup,
@@ -131,6 +136,10 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
             Ok(bytes) => result.idle = Some(bytes),
             Err(e) => result.errors.push(format!("idle: {e:#}")),
         }
+    }
+    // A PROXY protocol listener is measured on the idle hold only.
+    if system.kind.proxied() {
+        return result;
     }
     if on("storm") {
         let outcome = storm::run(

@@ -13,9 +13,11 @@ use tokio::net::TcpStream;
 use crate::client::{self, PATIENCE};
 use crate::stats::rss;
 
-/// Opens `count` MQTT sessions over `concurrency` workers and returns them, still open.
+/// Opens `count` MQTT sessions over `concurrency` workers and returns them, still open;
+/// `proxied`: each sends a PROXY protocol header first.
 async fn open(
     addrs: &[SocketAddr],
+    proxied: bool,
     count: usize,
     concurrency: usize,
     tag: &str,
@@ -32,8 +34,9 @@ async fn open(
                     return anyhow::Ok(open);
                 }
                 let id = format!("{tag}-{i}");
+                let addr = addrs[i % addrs.len()];
                 let opened =
-                    tokio::time::timeout(PATIENCE, client::open_plain(addrs[i % addrs.len()], &id))
+                    tokio::time::timeout(PATIENCE, client::open_plain_as(addr, &id, proxied))
                         .await??;
                 open.push(opened.stream);
             }
@@ -49,6 +52,7 @@ async fn open(
 /// Bytes of proxy RSS per idle connection.
 pub async fn run(
     addrs: &[SocketAddr],
+    proxied: bool,
     pid: u32,
     clients: usize,
     warmup: usize,
@@ -56,13 +60,13 @@ pub async fn run(
     tag: &str,
 ) -> Result<f64> {
     let hold = async {
-        let held = open(addrs, clients, concurrency, tag).await?;
+        let held = open(addrs, proxied, clients, concurrency, tag).await?;
         if held.len() != clients {
             bail!("only {} of {clients} clients connected", held.len());
         }
         Ok((held, clients))
     };
-    growth_per_client(addrs, pid, warmup, concurrency, tag, hold).await
+    growth_per_client(addrs, proxied, pid, warmup, concurrency, tag, hold).await
 }
 
 /// Bytes of proxy RSS per client that connected and sent nothing (the proxy waits for its
@@ -72,6 +76,7 @@ pub async fn run(
 /// answered with SYN cookies, whose connections reach the proxy only when they speak.
 pub async fn silent(
     addrs: &[SocketAddr],
+    proxied: bool,
     pid: u32,
     clients: usize,
     warmup: usize,
@@ -106,20 +111,21 @@ pub async fn silent(
         }
         Ok((held, accepted))
     };
-    growth_per_client(addrs, pid, warmup, concurrency, tag, hold).await
+    growth_per_client(addrs, proxied, pid, warmup, concurrency, tag, hold).await
 }
 
 /// Opens and closes `warmup` sessions, then measures the proxy's RSS growth per client it
 /// holds while `hold` keeps its connections open (`hold` also tells how many the proxy holds).
 async fn growth_per_client(
     addrs: &[SocketAddr],
+    proxied: bool,
     pid: u32,
     warmup: usize,
     concurrency: usize,
     tag: &str,
     hold: impl std::future::Future<Output = Result<(Vec<TcpStream>, usize)>>,
 ) -> Result<f64> {
-    let warm = open(addrs, warmup, concurrency, &format!("{tag}-warm")).await?;
+    let warm = open(addrs, proxied, warmup, concurrency, &format!("{tag}-warm")).await?;
     for stream in warm {
         client::close(stream).await;
     }

@@ -38,6 +38,15 @@ pub struct Addresses {
     pub destination: SocketAddr,
 }
 
+impl Addresses {
+    fn new(source: impl Into<SocketAddr>, destination: impl Into<SocketAddr>) -> Addresses {
+        Addresses {
+            source: source.into(),
+            destination: destination.into(),
+        }
+    }
+}
+
 /// A received header.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Header {
@@ -105,14 +114,14 @@ fn parse_v1(input: &[u8]) -> Result<Parsed, Error> {
     let len = end + 2;
     let header = v1::Header::try_from(&input[..len]).map_err(Error::V1)?;
     let addresses = match header.addresses {
-        v1::Addresses::Tcp4(a) => Some(Addresses {
-            source: (a.source_address, a.source_port).into(),
-            destination: (a.destination_address, a.destination_port).into(),
-        }),
-        v1::Addresses::Tcp6(a) => Some(Addresses {
-            source: (a.source_address, a.source_port).into(),
-            destination: (a.destination_address, a.destination_port).into(),
-        }),
+        v1::Addresses::Tcp4(a) => Some(Addresses::new(
+            (a.source_address, a.source_port),
+            (a.destination_address, a.destination_port),
+        )),
+        v1::Addresses::Tcp6(a) => Some(Addresses::new(
+            (a.source_address, a.source_port),
+            (a.destination_address, a.destination_port),
+        )),
         v1::Addresses::Unknown => None,
     };
     Ok(Parsed::Complete {
@@ -139,14 +148,14 @@ fn parse_v2(input: &[u8]) -> Result<Parsed, Error> {
     let mut header = Header::default();
     if parsed.command == v2::Command::Proxy {
         header.addresses = match parsed.addresses {
-            v2::Addresses::IPv4(a) => Some(Addresses {
-                source: (a.source_address, a.source_port).into(),
-                destination: (a.destination_address, a.destination_port).into(),
-            }),
-            v2::Addresses::IPv6(a) => Some(Addresses {
-                source: (a.source_address, a.source_port).into(),
-                destination: (a.destination_address, a.destination_port).into(),
-            }),
+            v2::Addresses::IPv4(a) => Some(Addresses::new(
+                (a.source_address, a.source_port),
+                (a.destination_address, a.destination_port),
+            )),
+            v2::Addresses::IPv6(a) => Some(Addresses::new(
+                (a.source_address, a.source_port),
+                (a.destination_address, a.destination_port),
+            )),
             v2::Addresses::Unspecified | v2::Addresses::Unix(_) => None,
         };
     }
