@@ -268,7 +268,10 @@ fn openssl_sessions_resume_only_for_their_own_name() {
     );
     let dir = tempfile::tempdir().unwrap();
     let session = dir.path().join("a.session");
-    assert!(s_client(s.tls, "a.test.com", &session, false).contains("New, TLSv1.2"));
+    let first = s_client(s.tls, "a.test.com", &session, false);
+    assert!(first.contains("New, TLSv1.2"), "{first}");
+    // Stateful resumption (APISIX's default): a session id, no ticket.
+    assert!(!first.contains("TLS session ticket:"), "{first}");
     let again = s_client(s.tls, "a.test.com", &session, true);
     assert!(
         again.contains("Reused, TLSv1.2"),
@@ -283,5 +286,33 @@ fn openssl_sessions_resume_only_for_their_own_name() {
     assert!(
         other_object.contains("New, TLSv1.2"),
         "another object:\n{other_object}"
+    );
+}
+
+#[test]
+fn session_tickets_resume_when_switched_on() {
+    let s = start("  ssl:\n    ssl_session_tickets: true\n");
+    let cert = Ca::root("ca").leaf(&["a.test.com"], 1);
+    s.put(
+        "ssls/1",
+        json!({"cert": cert.cert, "key": cert.key, "snis": ["a.test.com"]}),
+    );
+    let upstream = NamedServer::start("127.0.0.1", "up").unwrap();
+    s.put(
+        "stream_routes/1",
+        json!({"upstream": {"nodes": {upstream.addr.to_string(): 1}}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("a.session");
+    let first = s_client(s.tls, "a.test.com", &session, false);
+    assert!(first.contains("New, TLSv1.2"), "{first}");
+    assert!(
+        first.contains("TLS session ticket:"),
+        "a ticket was issued:\n{first}"
+    );
+    let again = s_client(s.tls, "a.test.com", &session, true);
+    assert!(
+        again.contains("Reused, TLSv1.2"),
+        "the ticket resumes the session:\n{again}"
     );
 }

@@ -18,8 +18,8 @@ mod runtime;
 mod session;
 
 pub use config::{
-    normalize_sni, run_compiler, Change, Compilation, ConfigError, Resolver, Snapshot,
-    SnapshotHandle,
+    normalize_sni, run_compiler, Change, Compilation, CompileSettings, ConfigError, Resolver,
+    Snapshot, SnapshotHandle,
 };
 pub use health::{spawn_manager, Outcome, Source, UpstreamHealth};
 pub use metrics::METRICS;

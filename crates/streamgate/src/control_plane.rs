@@ -44,7 +44,11 @@ impl ControlPlane {
     pub async fn start(settings: Arc<Settings>) -> Result<ControlPlane, StartError> {
         let store = open_store(&settings).await?;
         sg_model::schema::schemas();
-        let snapshots = sg_proxy::run_compiler(store.clone(), settings.keyring.clone())
+        let compile = sg_proxy::CompileSettings {
+            keyring: settings.keyring.clone(),
+            session_tickets: settings.ssl_session_tickets,
+        };
+        let snapshots = sg_proxy::run_compiler(store.clone(), compile)
             .await
             .context("loading the configuration from the store")
             .map_err(StartError::Fatal)?;

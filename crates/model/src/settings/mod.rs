@@ -95,6 +95,8 @@ pub struct Settings {
     /// (`apisix.stream_proxy.drain_rate`); 0 (the default) never closes a session early.
     pub drain_rate: f64,
     pub fallback_sni: Option<String>,
+    /// Stateless TLS session tickets (`apisix.ssl.ssl_session_tickets`, off as in APISIX).
+    pub ssl_session_tickets: bool,
     pub keyring: Keyring,
     pub role: Role,
     pub config_provider: ConfigProvider,
@@ -219,6 +221,10 @@ impl Settings {
             .child("fallback_sni")
             .opt_str()?
             .map(str::to_owned);
+        let ssl_session_tickets = apisix
+            .child("ssl")
+            .child("ssl_session_tickets")
+            .bool_or(false)?;
         let keyring = parse_keyring(&apisix.child("data_encryption").child("keyring"))?;
 
         let role_node = deployment.child("role");
@@ -289,6 +295,7 @@ impl Settings {
             storm,
             drain_rate,
             fallback_sni,
+            ssl_session_tickets,
             keyring,
             role,
             config_provider,

@@ -55,9 +55,28 @@ struct UpstreamEntry {
     compiled: Option<Arc<Upstream>>,
 }
 
+/// What compiling needs beyond the stored objects.
+#[derive(Clone, Debug, Default)]
+pub struct CompileSettings {
+    /// Decrypts stored private keys (`apisix.data_encryption.keyring`).
+    pub keyring: Keyring,
+    /// Stateless TLS session tickets (`apisix.ssl.ssl_session_tickets`).
+    pub session_tickets: bool,
+}
+
+impl From<Keyring> for CompileSettings {
+    fn from(keyring: Keyring) -> CompileSettings {
+        CompileSettings {
+            keyring,
+            session_tickets: false,
+        }
+    }
+}
+
 /// Every stored object, decoded and compiled.
 pub struct Compilation {
     keyring: Keyring,
+    session_tickets: bool,
     ssls: BTreeMap<String, Entry<Ssl>>,
     tls: Arc<TlsTable>,
     upstreams: BTreeMap<String, UpstreamEntry>,
@@ -89,9 +108,11 @@ struct Dirty {
 }
 
 impl Compilation {
-    pub fn new(keyring: Keyring) -> Compilation {
+    pub fn new(settings: impl Into<CompileSettings>) -> Compilation {
+        let settings = settings.into();
         Compilation {
-            keyring,
+            keyring: settings.keyring,
+            session_tickets: settings.session_tickets,
             ssls: BTreeMap::new(),
             tls: Arc::default(),
             upstreams: BTreeMap::new(),

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde_json::Value;
-use sg_model::{Keyring, Kind};
+use sg_model::Kind;
 use sg_store::{ConfigStore, Event, StoreError};
 use tokio::sync::{broadcast, watch};
 
-use crate::config::compilation::{Change, Compilation};
+use crate::config::compilation::{Change, Compilation, CompileSettings};
 use crate::config::snapshot::Snapshot;
 use crate::runtime::deferred::DeferredListeners;
 
@@ -82,11 +82,12 @@ impl Publisher {
 /// fails only when the store itself cannot be read.
 pub async fn run_compiler(
     store: Arc<dyn ConfigStore>,
-    keyring: Keyring,
+    settings: impl Into<CompileSettings>,
 ) -> Result<SnapshotHandle, StoreError> {
+    let settings = settings.into();
     let events = store.watch();
     let (revision, objects) = load_all(store.as_ref()).await?;
-    let mut compilation = Compilation::new(keyring.clone());
+    let mut compilation = Compilation::new(settings.clone());
     compilation.reload(objects);
     compilation.set_store_rejected(store.rejected());
     let first = compilation.snapshot(revision);
@@ -103,7 +104,7 @@ pub async fn run_compiler(
         published: publish,
         deferred,
     });
-    tokio::spawn(supervise(store, keyring, publisher, compilation, events));
+    tokio::spawn(supervise(store, settings, publisher, compilation, events));
     Ok(handle)
 }
 
@@ -111,7 +112,7 @@ pub async fn run_compiler(
 /// caught), a new one starts from a full reload, and the last snapshot stays in force meanwhile.
 async fn supervise(
     store: Arc<dyn ConfigStore>,
-    keyring: Keyring,
+    settings: CompileSettings,
     publisher: Arc<Publisher>,
     compilation: Compilation,
     events: broadcast::Receiver<Event>,
@@ -135,7 +136,7 @@ async fn supervise(
         task = tokio::spawn(follow(
             store.clone(),
             publisher.clone(),
-            Compilation::new(keyring.clone()),
+            Compilation::new(settings.clone()),
             events,
             true,
         ));
@@ -213,6 +214,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use serde_json::json;
+    use sg_model::Keyring;
     use sg_store::EmbeddedStore;
 
     use super::*;

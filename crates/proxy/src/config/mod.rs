@@ -11,7 +11,7 @@ pub(crate) mod snapshot;
 pub(crate) mod tls;
 pub(crate) mod upstream;
 
-pub use compilation::{Change, Compilation, ConfigError};
+pub use compilation::{Change, Compilation, CompileSettings, ConfigError};
 pub use compiler::{run_compiler, SnapshotHandle};
 pub use resolve::Resolver;
 pub use snapshot::Snapshot;

@@ -43,12 +43,13 @@ impl Compilation {
             .ssls
             .iter()
             .filter_map(|(id, e)| Some((id.as_str(), e.decoded.as_ref()?)));
-        let keyring = &self.keyring;
+        let (keyring, session_tickets) = (&self.keyring, self.session_tickets);
         let previous = &self.tls;
         let table = guarded(|| {
             Ok(TlsTable::compile(
                 objects,
                 keyring,
+                session_tickets,
                 Some(previous),
                 &mut |id, reason| rejected.push((id.to_owned(), reason)),
             ))

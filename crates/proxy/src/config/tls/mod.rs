@@ -50,6 +50,7 @@ impl TlsTable {
     pub fn compile<'a>(
         objects: impl Iterator<Item = (&'a str, &'a Ssl)>,
         keyring: &Keyring,
+        session_tickets: bool,
         previous: Option<&TlsTable>,
         rejected: &mut dyn FnMut(&str, CompileError),
     ) -> TlsTable {
@@ -70,7 +71,7 @@ impl TlsTable {
             }
             let ssl = match reusable.get(id).filter(|s| s.source == *conf) {
                 Some(same) => Arc::clone(same),
-                None => match server::config(conf, keyring) {
+                None => match server::config(conf, keyring, session_tickets) {
                     Ok(config) => Arc::new(ServerSsl {
                         id: id.to_owned(),
                         config,

@@ -151,8 +151,14 @@ fn client_verifier(client: &SslClient) -> Result<Arc<dyn ClientCertVerifier>, Co
 }
 
 /// Builds the rustls configuration of one server SSL object. Each object gets its own session
-/// cache, so a session can only be resumed with the object that created it.
-pub fn config(conf: &Ssl, keyring: &Keyring) -> Result<Arc<ServerConfig>, CompileError> {
+/// cache (shared by every worker thread), so a session can only be resumed with the object
+/// that created it; with `session_tickets`, its own ticket keys too, which rustls replaces
+/// every six hours (a ticket stays valid until the keys after it replace them).
+pub fn config(
+    conf: &Ssl,
+    keyring: &Keyring,
+    session_tickets: bool,
+) -> Result<Arc<ServerConfig>, CompileError> {
     let chains = chains(conf.pairs(), keyring)?;
     let versions = versions(conf);
     if versions.is_empty() {
@@ -164,7 +170,9 @@ pub fn config(conf: &Ssl, keyring: &Keyring) -> Result<Arc<ServerConfig>, Compil
         Some(client) => builder.with_client_cert_verifier(client_verifier(client)?),
         None => builder.with_no_client_auth(),
     };
-    Ok(Arc::new(
-        builder.with_cert_resolver(Arc::new(Chains(chains))),
-    ))
+    let mut config = builder.with_cert_resolver(Arc::new(Chains(chains)));
+    if session_tickets {
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    }
+    Ok(Arc::new(config))
 }

@@ -25,6 +25,7 @@ fn table(objects: &[(&str, Value)], keyring: &Keyring) -> TlsTable {
     TlsTable::compile(
         objects.iter().map(|(id, v)| (*id, v)),
         keyring,
+        false,
         None,
         &mut |id, reason| panic!("{id}: {reason}"),
     )
@@ -93,6 +94,7 @@ fn unchanged_objects_keep_their_compilation() {
     let second = TlsTable::compile(
         objects.iter().map(|(id, v)| (*id, v)),
         &keyring,
+        false,
         Some(&first),
         &mut |id, reason| panic!("{id}: {reason}"),
     );
@@ -106,7 +108,8 @@ fn unchanged_objects_keep_their_compilation() {
 fn protocol_versions() {
     let mut only13 = ssl(&["a.test.com"]);
     only13["ssl_protocols"] = json!(["TLSv1.3"]);
-    let config = |v: &Value| server::config(&sg_model::decode(v).unwrap(), &Keyring::default());
+    let config =
+        |v: &Value| server::config(&sg_model::decode(v).unwrap(), &Keyring::default(), false);
     assert!(config(&only13).is_ok());
     let mut only11 = ssl(&["a.test.com"]);
     only11["ssl_protocols"] = json!(["TLSv1.1"]);
@@ -139,6 +142,7 @@ fn environment_references_resolve_when_compiled() {
     let table = TlsTable::compile(
         objects.iter().map(|(id, v)| (*id, v)),
         &Keyring::default(),
+        false,
         None,
         &mut |id, reason| rejected.push(format!("{id}: {reason}")),
     );
