@@ -26,4 +26,6 @@ pub use metrics::METRICS;
 pub use runtime::{bind, Dataplane, StormGuard, Workers};
 pub use session::drain::Drainer;
 pub use session::preread::PrereadLimits;
+pub use session::relay::tls::StreamRelay;
+pub use session::relay::{End, Transfer};
 pub use session::Gateway;

@@ -17,12 +17,14 @@ use tracing::info;
 use super::connect::UpstreamIo;
 use super::drain::CloseFlag;
 use super::relay::plain::Relay;
-use super::relay::{self, Transfer};
+use super::relay::tls::StreamRelay;
+use super::relay::Transfer;
 use super::ClientIo;
 use crate::config::route::Route;
 use crate::plugins::Ctx;
 
-type BoxedRelay = Pin<Box<dyn Future<Output = Transfer> + Send>>;
+/// Boxed: the plain relay, held inline, is what most sessions use.
+type TlsRelay = Pin<Box<StreamRelay<ClientIo, UpstreamIo>>>;
 
 pin_project! {
     /// The copy phase: the allocation-free relay when both sides are plain TCP, the generic
@@ -30,7 +32,7 @@ pin_project! {
     #[project = RelayingProj]
     pub(crate) enum Relaying {
         Plain { #[pin] relay: Relay },
-        Tls { relay: BoxedRelay },
+        Tls { relay: TlsRelay },
     }
 }
 
@@ -41,7 +43,7 @@ impl Relaying {
                 relay: Relay::new(client, upstream, idle),
             },
             (client, upstream) => Relaying::Tls {
-                relay: Box::pin(relay::tls::relay(client, upstream, idle)),
+                relay: Box::pin(StreamRelay::new(client, upstream, idle)),
             },
         }
     }

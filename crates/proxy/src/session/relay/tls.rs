@@ -1,155 +1,217 @@
-//! The relay for sessions with a TLS side. TLS records need rustls's own buffers, so this uses
-//! tokio's `copy_bidirectional` with small buffers, plus the same idle timeout, byte counts
-//! and end reasons as the plain relay.
+//! The relay for sessions with a TLS side. It reads each side into the worker's scratch buffer
+//! and writes straight on, so an idle session holds no copy buffer (tokio's
+//! `copy_bidirectional` keeps one per direction); rustls keeps only its own record state. The
+//! same idle timeout, byte counts and end reasons as the plain relay.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 
+use super::read::with_scratch;
 use super::{idle_deadline, End, Side, Transfer};
+use crate::deadline;
 
-/// Copy buffer per direction.
-const BUF: usize = 4096;
+/// Steps taken without awaiting before yielding to other tasks.
+const STEP_BUDGET: u32 = 32;
 
-const NOBODY: u8 = 0;
-const CLIENT: u8 = 1;
-const UPSTREAM: u8 = 2;
-
-/// What both sides of a session report: the last activity and who closed first.
-struct Activity {
-    started: Instant,
-    last_ms: AtomicU64,
-    first_eof: AtomicU8,
+/// What one step of a direction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Progress,
+    /// Waiting for the other side to take bytes or for this side to bring some; the waker is
+    /// registered.
+    Waiting,
+    Done,
+    Failed(Side, io::ErrorKind),
 }
 
-impl Activity {
-    fn touch(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
+/// One direction of the session.
+struct Flow {
+    from: Side,
+    /// Bytes read but not yet taken by the other side (only under backpressure).
+    pending: Option<Box<[u8]>>,
+    written: usize,
+    /// Bytes handed to the other side may still sit in its TLS buffer.
+    unflushed: bool,
+    read_closed: bool,
+    write_closed: bool,
+    bytes: u64,
+}
 
-    fn last(&self) -> Instant {
-        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-
-    fn first_eof(&self) -> Option<Side> {
-        match self.first_eof.load(Ordering::Relaxed) {
-            CLIENT => Some(Side::Client),
-            UPSTREAM => Some(Side::Upstream),
-            _ => None,
+impl Flow {
+    fn new(from: Side) -> Flow {
+        Flow {
+            from,
+            pending: None,
+            written: 0,
+            unflushed: false,
+            read_closed: false,
+            write_closed: false,
+            bytes: 0,
         }
     }
-}
 
-/// A stream that reports reads (and EOF) and writes to the session's activity.
-struct Tracked<S> {
-    inner: S,
-    side: u8,
-    read: u64,
-    activity: Arc<Activity>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            let n = buf.filled().len() - before;
-            self.read += n as u64;
-            self.activity.touch();
-            if n == 0 {
-                let _ = self.activity.first_eof.compare_exchange(
-                    NOBODY,
-                    self.side,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+    /// Moves what can be moved now from `src` to `dst`.
+    fn step<S, D>(&mut self, src: &mut S, dst: &mut D, cx: &mut Context<'_>) -> Step
+    where
+        S: AsyncRead + Unpin,
+        D: AsyncWrite + Unpin,
+    {
+        let to = self.from.other();
+        if let Some(pending) = &self.pending {
+            return match Pin::new(&mut *dst).poll_write(cx, &pending[self.written..]) {
+                Poll::Ready(Ok(0)) => Step::Failed(to, io::ErrorKind::WriteZero),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    self.bytes += n as u64;
+                    self.unflushed = true;
+                    if self.written == pending.len() {
+                        self.pending = None;
+                        self.written = 0;
+                    }
+                    Step::Progress
+                }
+                Poll::Ready(Err(e)) => Step::Failed(to, e.kind()),
+                Poll::Pending => Step::Waiting,
+            };
+        }
+        if self.unflushed {
+            match Pin::new(&mut *dst).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Step::Failed(to, e.kind()),
+                Poll::Pending => return Step::Waiting,
             }
         }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(_)) = polled {
-            self.activity.touch();
+        if self.read_closed {
+            if !self.write_closed {
+                match Pin::new(&mut *dst).poll_shutdown(cx) {
+                    Poll::Ready(_) => self.write_closed = true,
+                    Poll::Pending => return Step::Waiting,
+                }
+            }
+            return Step::Done;
         }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        with_scratch(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            match Pin::new(&mut *src).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    self.read_closed = true;
+                    Step::Progress
+                }
+                Poll::Ready(Ok(())) => {
+                    let read = buf.filled();
+                    let sent = match Pin::new(&mut *dst).poll_write(cx, read) {
+                        Poll::Ready(Ok(n)) => n,
+                        Poll::Ready(Err(e)) => return Step::Failed(to, e.kind()),
+                        Poll::Pending => 0,
+                    };
+                    self.bytes += sent as u64;
+                    self.unflushed |= sent > 0;
+                    if sent < read.len() {
+                        self.pending = Some(read[sent..].into());
+                    }
+                    Step::Progress
+                }
+                Poll::Ready(Err(e)) => Step::Failed(self.from, e.kind()),
+                Poll::Pending => Step::Waiting,
+            }
+        })
     }
 }
 
-/// Copies both ways until both sides closed, one failed, or nothing moved for `idle`.
-pub async fn relay<C, U>(client: C, upstream: U, idle: Duration) -> Transfer
+pin_project! {
+    /// Copies both ways until both sides have closed, one fails, or nothing moves for the idle
+    /// timeout.
+    pub struct StreamRelay<C, U> {
+        client: C,
+        upstream: U,
+        up: Flow,
+        down: Flow,
+        first_close: Option<End>,
+        last_activity: Instant,
+        idle: Duration,
+        #[pin]
+        timer: Sleep,
+    }
+}
+
+impl<C, U> StreamRelay<C, U> {
+    pub fn new(client: C, upstream: U, idle: Duration) -> StreamRelay<C, U> {
+        let now = Instant::now();
+        StreamRelay {
+            client,
+            upstream,
+            up: Flow::new(Side::Client),
+            down: Flow::new(Side::Upstream),
+            first_close: None,
+            last_activity: now,
+            idle,
+            timer: sleep_until(deadline::after(now, idle)),
+        }
+    }
+}
+
+impl<C, U> Future for StreamRelay<C, U>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let activity = Arc::new(Activity {
-        started: Instant::now(),
-        last_ms: AtomicU64::new(0),
-        first_eof: AtomicU8::new(NOBODY),
-    });
-    let mut client = Tracked {
-        inner: client,
-        side: CLIENT,
-        read: 0,
-        activity: activity.clone(),
-    };
-    let mut upstream = Tracked {
-        inner: upstream,
-        side: UPSTREAM,
-        read: 0,
-        activity: activity.clone(),
-    };
-    let copied = {
-        let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF, BUF);
-        tokio::pin!(copy);
+    type Output = Transfer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Transfer> {
+        let mut this = self.project();
+        let transfer = |up: &Flow, down: &Flow, end| Transfer {
+            to_upstream: up.bytes,
+            to_client: down.bytes,
+            end,
+        };
+        let mut budget = 0;
         loop {
-            let Some(deadline) = idle_deadline(activity.last(), idle) else {
-                break None;
-            };
-            tokio::select! {
-                done = &mut copy => break Some(done),
-                () = sleep_until(deadline) => {}
+            let a = this.up.step(this.client, this.upstream, cx);
+            let b = this.down.step(this.upstream, this.client, cx);
+            if a == Step::Progress || b == Step::Progress {
+                *this.last_activity = Instant::now();
+                if this.first_close.is_none() {
+                    *this.first_close = match (this.up.read_closed, this.down.read_closed) {
+                        (true, _) => Some(End::closed_first(Side::Client)),
+                        (_, true) => Some(End::closed_first(Side::Upstream)),
+                        _ => None,
+                    };
+                }
+                budget += 1;
+                if budget == STEP_BUDGET {
+                    // Let other sessions run; come back at once.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                continue;
             }
+            let end = match (a, b) {
+                (Step::Failed(side, kind), _) | (_, Step::Failed(side, kind)) => {
+                    Some(End::failed(side, kind))
+                }
+                (Step::Done, Step::Done) => Some(this.first_close.unwrap_or(End::ClientClosed)),
+                _ => None,
+            };
+            if let Some(end) = end {
+                return Poll::Ready(transfer(this.up, this.down, end));
+            }
+            while this.timer.as_mut().poll(cx).is_ready() {
+                let Some(deadline) = idle_deadline(*this.last_activity, *this.idle) else {
+                    return Poll::Ready(transfer(this.up, this.down, End::Idle));
+                };
+                this.timer.as_mut().reset(deadline);
+            }
+            return Poll::Pending;
         }
-    };
-    let end = match copied {
-        None => End::Idle,
-        Some(Ok(_)) => End::closed_first(activity.first_eof().unwrap_or(Side::Client)),
-        // copy_bidirectional does not say which side failed; the first to stop reading did.
-        Some(Err(e)) => {
-            let failed = activity.first_eof().map_or(Side::Client, Side::other);
-            End::failed(failed, e.kind())
-        }
-    };
-    Transfer {
-        to_upstream: client.read,
-        to_client: upstream.read,
-        end,
     }
 }
+
+#[cfg(test)]
+mod tests;
