@@ -30,13 +30,23 @@ impl Tls {
     /// Full handshakes with `sni`; certificates are not verified, so the load generator spends
     /// its CPU on the handshake itself (the same for every system under test).
     pub fn new(sni: &str) -> Result<Tls> {
+        Tls::with_resumption(sni, Resumption::disabled())
+    }
+
+    /// As [`Tls::new`], but the clients share a session cache: after the first handshake
+    /// they resume, as a fleet reconnecting after a blip does.
+    pub fn resuming(sni: &str) -> Result<Tls> {
+        Tls::with_resumption(sni, Resumption::in_memory_sessions(1024))
+    }
+
+    fn with_resumption(sni: &str, resumption: Resumption) -> Result<Tls> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
             .with_no_client_auth();
-        config.resumption = Resumption::disabled();
+        config.resumption = resumption;
         Ok(Tls {
             connector: TlsConnector::from(Arc::new(config)),
             name: ServerName::try_from(sni.to_owned())?,
@@ -51,6 +61,8 @@ pub struct Opened<S> {
     pub handshake: Option<Duration>,
     /// From `connect()` to the CONNACK.
     pub connack: Duration,
+    /// The TLS handshake resumed an earlier session.
+    pub resumed: bool,
 }
 
 /// TCP connect, then CONNECT as `client_id` and wait for an accepting CONNACK.
@@ -77,6 +89,7 @@ pub async fn open_plain_as(
         stream,
         handshake: None,
         connack,
+        resumed: false,
     })
 }
 
@@ -95,11 +108,13 @@ pub async fn open_tls(
         .await
         .context("TLS handshake")?;
     let handshake = start.elapsed();
+    let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     let connack = handshake_mqtt(&mut stream, client_id, start).await?;
     Ok(Opened {
         stream,
         handshake: Some(handshake),
         connack,
+        resumed,
     })
 }
 

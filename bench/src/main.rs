@@ -30,7 +30,16 @@ use report::RunResult;
 use scenario::config_scale;
 
 /// The scenarios run against every system, in rounds.
-const MQTT_SCENARIOS: [&str; 6] = ["idle", "silent", "storm", "tls", "qos0", "qos1"];
+const MQTT_SCENARIOS: [&str; 8] = [
+    "idle",
+    "silent",
+    "idle-tls",
+    "storm",
+    "tls",
+    "tls-resumed",
+    "qos0",
+    "qos1",
+];
 /// The scenario run once, on streamgate alone.
 const CONFIG_SCALE: &str = "config-scale";
 
@@ -51,12 +60,13 @@ pub struct Args {
         default_value = "direct,streamgate,streamgate-aa,streamgate-pp,haproxy"
     )]
     pub systems: Vec<String>,
-    /// Scenarios to run (idle, silent, storm, tls, qos0, qos1, config-scale). Only
+    /// Scenarios to run (idle, silent, idle-tls, storm, tls, tls-resumed, qos0, qos1,
+    /// config-scale). Only
     /// `config-scale` starts no broker and runs no rounds.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "idle,silent,storm,tls,qos0,qos1,config-scale"
+        default_value = "idle,silent,idle-tls,storm,tls,tls-resumed,qos0,qos1,config-scale"
     )]
     pub scenarios: Vec<String>,
     /// Configuration scale: stream routes written through the Admin API (0: not run).
@@ -69,6 +79,9 @@ pub struct Args {
     /// Idle hold: clients held open.
     #[arg(long, default_value_t = 5000)]
     pub idle_clients: usize,
+    /// Idle TLS hold: clients held open over TLS.
+    #[arg(long, default_value_t = 2000)]
+    pub idle_tls_clients: usize,
     /// Idle hold: clients opened and closed before the first reading.
     #[arg(long, default_value_t = 200)]
     pub idle_warmup: usize,

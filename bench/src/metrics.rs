@@ -97,6 +97,12 @@ pub fn metrics() -> Vec<Metric> {
             target: None,
         },
         Metric {
+            name: "Idle TLS hold: proxy RSS per idle TLS connection",
+            get: |r| r.idle_tls,
+            format: bytes,
+            target: Some(Target::AtMost(0.5)),
+        },
+        Metric {
             name: "Connect storm: connections/s",
             get: |r| r.storm.map(|s| s.rate),
             format: per_s,
@@ -208,6 +214,30 @@ pub fn metrics() -> Vec<Metric> {
             name: "TLS connect storm: machine idle (all cores)",
             get: |r| r.tls.and_then(|s| s.machine_idle),
             format: percent,
+            target: None,
+        },
+        Metric {
+            name: "TLS reconnect storm (resuming clients): handshakes/s",
+            get: |r| r.tls_resumed.map(|s| s.rate),
+            format: per_s,
+            target: Some(Target::AtLeast(1.2)),
+        },
+        Metric {
+            name: "TLS reconnect storm: share of handshakes resumed",
+            get: |r| r.tls_resumed.and_then(|s| s.resumed),
+            format: percent,
+            target: None,
+        },
+        Metric {
+            name: "TLS reconnect storm: p99 TLS + CONNECT→CONNACK",
+            get: |r| r.tls_resumed.map(|s| p99(s.latency)),
+            format: millis,
+            target: None,
+        },
+        Metric {
+            name: "TLS reconnect storm: proxy CPU per 1000 handshakes",
+            get: |r| r.tls_resumed.and_then(|s| s.cpu_per_1k),
+            format: cpu_ms,
             target: None,
         },
     ]

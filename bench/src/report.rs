@@ -25,8 +25,10 @@ pub const MARKER: &str =
 pub struct RunResult {
     pub idle: Option<f64>,
     pub silent: Option<f64>,
+    pub idle_tls: Option<f64>,
     pub storm: Option<Storm>,
     pub tls: Option<Storm>,
+    pub tls_resumed: Option<Storm>,
     pub qos0: Option<Publish>,
     pub qos1: Option<Publish>,
     pub errors: Vec<String>,
@@ -45,8 +47,15 @@ impl RunResult {
         if let Some(x) = self.storm {
             let _ = write!(s, "storm {:.0}/s p99 {:.2} ms; ", x.rate, ms(x.latency.p99));
         }
+        if let Some(b) = self.idle_tls {
+            let _ = write!(s, "idle tls {b:.0} B/conn; ");
+        }
         if let Some(x) = self.tls {
             let _ = write!(s, "tls {:.0}/s p99 {:.2} ms; ", x.rate, ms(x.latency.p99));
+        }
+        if let Some(x) = self.tls_resumed {
+            let share = x.resumed.unwrap_or(0.0) * 100.0;
+            let _ = write!(s, "tls resumed {:.0}/s ({share:.0}% resumed); ", x.rate);
         }
         for (q, p) in [(0, self.qos0), (1, self.qos1)] {
             if let Some(p) = p {

@@ -10,7 +10,8 @@ use crate::client;
 use crate::kind::Kind;
 use crate::lab::{self, Lab, LabOptions, System};
 use crate::report::RunResult;
-use crate::scenario::{idle, publish, storm};
+use crate::scenario::idle::{self, Way};
+use crate::scenario::{publish, storm};
 use crate::{repo_root, Args};
 
 /// The MQTT scenarios: every system started afresh in each round, in a rotated order.
@@ -100,9 +101,12 @@ async fn ready(system: &System, tls: &client::Tls) -> Result<()> {
 async fn run_silent(args: &Args, system: &System, tls: &client::Tls, tag: &str) -> Result<f64> {
     ready(system, tls).await?;
     let pid = system.pid.context("no proxy process")?;
+    let way = Way::Plain {
+        proxied: system.kind.proxied(),
+    };
     idle::silent(
         &system.plain,
-        system.kind.proxied(),
+        &way,
         pid,
         args.idle_clients,
         args.idle_warmup,
@@ -122,9 +126,12 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
     let on = |s: &str| args.scenarios.iter().any(|x| x == s);
     // Idle first, on a fresh process: later scenarios would leave freed memory to reuse.
     if let (true, Some(pid)) = (on("idle"), system.pid) {
+        let way = Way::Plain {
+            proxied: system.kind.proxied(),
+        };
         match idle::run(
             &system.plain,
-            system.kind.proxied(),
+            &way,
             pid,
             args.idle_clients,
             args.idle_warmup,
@@ -140,6 +147,23 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
     // A PROXY protocol listener is measured on the idle hold only.
     if system.kind.proxied() {
         return result;
+    }
+    if let (true, Some(pid)) = (on("idle-tls"), system.pid) {
+        // Fewer clients than the plain hold: each costs the load generator a full handshake.
+        match idle::run(
+            &system.tls,
+            &Way::Tls(tls.clone()),
+            pid,
+            args.idle_tls_clients,
+            args.idle_warmup,
+            args.tls_concurrency,
+            &format!("{tag}-idle-tls"),
+        )
+        .await
+        {
+            Ok(bytes) => result.idle_tls = Some(bytes),
+            Err(e) => result.errors.push(format!("idle-tls: {e:#}")),
+        }
     }
     if on("storm") {
         let outcome = storm::run(
@@ -164,6 +188,21 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
         )
         .await;
         result.tls = kept("tls", outcome, &mut result.errors);
+    }
+    if on("tls-resumed") {
+        let outcome = async {
+            let resuming = client::Tls::resuming(lab::SNI)?;
+            storm::run(
+                &system.tls,
+                Some(&resuming),
+                args.tls_clients,
+                args.tls_concurrency,
+                &format!("{tag}-tls-resumed"),
+                system.pid,
+            )
+            .await
+        };
+        result.tls_resumed = kept("tls-resumed", outcome.await, &mut result.errors);
     }
     for qos in [0u8, 1] {
         if !on(&format!("qos{qos}")) {

@@ -8,24 +8,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::client::{self, PATIENCE};
+use crate::client::{self, Tls, PATIENCE};
 use crate::stats::rss;
 
-/// Opens `count` MQTT sessions over `concurrency` workers and returns them, still open;
-/// `proxied`: each sends a PROXY protocol header first.
+/// A client connection held open.
+type Held = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How the clients reach the system.
+#[derive(Clone)]
+pub enum Way {
+    /// Plain MQTT; `proxied`: a PROXY protocol header first.
+    Plain { proxied: bool },
+    /// MQTT over TLS, a full handshake each.
+    Tls(Tls),
+}
+
+/// Opens `count` MQTT sessions over `concurrency` workers and returns them, still open.
 async fn open(
     addrs: &[SocketAddr],
-    proxied: bool,
+    way: &Way,
     count: usize,
     concurrency: usize,
     tag: &str,
-) -> Result<Vec<TcpStream>> {
+) -> Result<Vec<Held>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..concurrency.min(count) {
-        let (next, addrs, tag) = (next.clone(), addrs.to_vec(), tag.to_owned());
+        let (next, addrs, tag, way) = (next.clone(), addrs.to_vec(), tag.to_owned(), way.clone());
         workers.push(tokio::spawn(async move {
             let mut open = Vec::new();
             loop {
@@ -35,10 +47,17 @@ async fn open(
                 }
                 let id = format!("{tag}-{i}");
                 let addr = addrs[i % addrs.len()];
-                let opened =
-                    tokio::time::timeout(PATIENCE, client::open_plain_as(addr, &id, proxied))
-                        .await??;
-                open.push(opened.stream);
+                let held: Held = match &way {
+                    Way::Plain { proxied } => {
+                        let opened = client::open_plain_as(addr, &id, *proxied);
+                        Box::new(tokio::time::timeout(PATIENCE, opened).await??.stream)
+                    }
+                    Way::Tls(tls) => {
+                        let opened = client::open_tls(addr, tls, &id);
+                        Box::new(tokio::time::timeout(PATIENCE, opened).await??.stream)
+                    }
+                };
+                open.push(held);
             }
         }));
     }
@@ -52,7 +71,7 @@ async fn open(
 /// Bytes of proxy RSS per idle connection.
 pub async fn run(
     addrs: &[SocketAddr],
-    proxied: bool,
+    way: &Way,
     pid: u32,
     clients: usize,
     warmup: usize,
@@ -60,13 +79,13 @@ pub async fn run(
     tag: &str,
 ) -> Result<f64> {
     let hold = async {
-        let held = open(addrs, proxied, clients, concurrency, tag).await?;
+        let held = open(addrs, way, clients, concurrency, tag).await?;
         if held.len() != clients {
             bail!("only {} of {clients} clients connected", held.len());
         }
         Ok((held, clients))
     };
-    growth_per_client(addrs, proxied, pid, warmup, concurrency, tag, hold).await
+    growth_per_client(addrs, way, pid, warmup, concurrency, tag, hold).await
 }
 
 /// Bytes of proxy RSS per client that connected and sent nothing (the proxy waits for its
@@ -76,7 +95,7 @@ pub async fn run(
 /// answered with SYN cookies, whose connections reach the proxy only when they speak.
 pub async fn silent(
     addrs: &[SocketAddr],
-    proxied: bool,
+    way: &Way,
     pid: u32,
     clients: usize,
     warmup: usize,
@@ -87,7 +106,8 @@ pub async fn silent(
         let before = open_descriptors(pid)?;
         let mut held = Vec::with_capacity(clients);
         for i in 0..clients {
-            held.push(TcpStream::connect(addrs[i % addrs.len()]).await?);
+            let silent = TcpStream::connect(addrs[i % addrs.len()]).await?;
+            held.push(Box::new(silent) as Held);
         }
         // One descriptor per client the proxy holds: wait until it holds them all, or until
         // no more have come for two seconds.
@@ -111,21 +131,21 @@ pub async fn silent(
         }
         Ok((held, accepted))
     };
-    growth_per_client(addrs, proxied, pid, warmup, concurrency, tag, hold).await
+    growth_per_client(addrs, way, pid, warmup, concurrency, tag, hold).await
 }
 
 /// Opens and closes `warmup` sessions, then measures the proxy's RSS growth per client it
 /// holds while `hold` keeps its connections open (`hold` also tells how many the proxy holds).
 async fn growth_per_client(
     addrs: &[SocketAddr],
-    proxied: bool,
+    way: &Way,
     pid: u32,
     warmup: usize,
     concurrency: usize,
     tag: &str,
-    hold: impl std::future::Future<Output = Result<(Vec<TcpStream>, usize)>>,
+    hold: impl std::future::Future<Output = Result<(Vec<Held>, usize)>>,
 ) -> Result<f64> {
-    let warm = open(addrs, proxied, warmup, concurrency, &format!("{tag}-warm")).await?;
+    let warm = open(addrs, way, warmup, concurrency, &format!("{tag}-warm")).await?;
     for stream in warm {
         client::close(stream).await;
     }

@@ -24,6 +24,8 @@ pub struct Storm {
     pub cpu_per_1k: Option<f64>,
     /// Fraction of the machine's CPU time (all cores) left idle during the storm.
     pub machine_idle: Option<f64>,
+    /// Fraction of the TLS handshakes that resumed an earlier session (TLS storms).
+    pub resumed: Option<f64>,
     pub errors: usize,
 }
 
@@ -47,7 +49,7 @@ pub async fn run(
         workers.push(tokio::spawn(async move {
             let mut connack = Vec::new();
             let mut handshake = Vec::new();
-            let mut errors = 0;
+            let (mut errors, mut resumed) = (0, 0);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= clients {
@@ -60,17 +62,18 @@ pub async fn run(
                         None => {
                             let opened = client::open_plain(addr, &id).await?;
                             client::close(opened.stream).await;
-                            anyhow::Ok((opened.connack, None))
+                            anyhow::Ok((opened.connack, None, false))
                         }
                         Some(tls) => {
                             let opened = client::open_tls(addr, tls, &id).await?;
                             client::close(opened.stream).await;
-                            anyhow::Ok((opened.connack, opened.handshake))
+                            anyhow::Ok((opened.connack, opened.handshake, opened.resumed))
                         }
                     }
                 };
                 match tokio::time::timeout(PATIENCE, one).await {
-                    Ok(Ok((c, h))) => {
+                    Ok(Ok((c, h, r))) => {
+                        resumed += usize::from(r);
                         connack.push(c.as_nanos() as u64);
                         if let Some(h) = h {
                             handshake.push(h.as_nanos() as u64);
@@ -79,15 +82,16 @@ pub async fn run(
                     _ => errors += 1,
                 }
             }
-            (connack, handshake, errors)
+            (connack, handshake, errors, resumed)
         }));
     }
-    let (mut connack, mut handshake, mut errors) = (Vec::new(), Vec::new(), 0);
+    let (mut connack, mut handshake, mut errors, mut resumed) = (Vec::new(), Vec::new(), 0, 0);
     for worker in workers {
-        let (c, h, e) = worker.await?;
+        let (c, h, e, r) = worker.await?;
         connack.extend(c);
         handshake.extend(h);
         errors += e;
+        resumed += r;
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu.stop();
@@ -99,6 +103,9 @@ pub async fn run(
         handshake: tls.map(|_| Latency::of(&mut handshake)),
         cpu_per_1k: cpu.filter(|_| done > 0).map(|c| c * 1000.0 / done as f64),
         machine_idle,
+        resumed: tls
+            .filter(|_| done > 0)
+            .map(|_| resumed as f64 / done as f64),
         errors,
     })
 }
