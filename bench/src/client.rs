@@ -54,6 +54,38 @@ impl Tls {
     }
 }
 
+/// How clients reach the system under test.
+#[derive(Clone)]
+pub enum Way {
+    /// Plain MQTT; `proxied`: a PROXY protocol header first.
+    Plain { proxied: bool },
+    /// MQTT over TLS.
+    Tls(Tls),
+}
+
+/// The two directions of an MQTT session, plain or over TLS.
+pub type Halves = (
+    Box<dyn AsyncRead + Send + Unpin>,
+    Box<dyn AsyncWrite + Send + Unpin>,
+);
+
+/// Connects the way `way` says, CONNECTs as `client_id`, and returns the two directions.
+pub async fn open_halves(way: &Way, addr: SocketAddr, client_id: &str) -> Result<Halves> {
+    Ok(match way {
+        Way::Plain { proxied } => {
+            let (read, write) = open_plain_as(addr, client_id, *proxied)
+                .await?
+                .stream
+                .into_split();
+            (Box::new(read), Box::new(write))
+        }
+        Way::Tls(tls) => {
+            let (read, write) = tokio::io::split(open_tls(addr, tls, client_id).await?.stream);
+            (Box::new(read), Box::new(write))
+        }
+    })
+}
+
 /// Timings of one connection.
 pub struct Opened<S> {
     pub stream: S,

@@ -30,7 +30,7 @@ use report::RunResult;
 use scenario::config_scale;
 
 /// The scenarios run against every system, in rounds.
-const MQTT_SCENARIOS: [&str; 8] = [
+const MQTT_SCENARIOS: [&str; 9] = [
     "idle",
     "silent",
     "idle-tls",
@@ -39,6 +39,7 @@ const MQTT_SCENARIOS: [&str; 8] = [
     "tls-resumed",
     "qos0",
     "qos1",
+    "qos0-tls",
 ];
 /// The scenario run once, on streamgate alone.
 const CONFIG_SCALE: &str = "config-scale";
@@ -61,12 +62,12 @@ pub struct Args {
     )]
     pub systems: Vec<String>,
     /// Scenarios to run (idle, silent, idle-tls, storm, tls, tls-resumed, qos0, qos1,
-    /// config-scale). Only
+    /// qos0-tls, config-scale). Only
     /// `config-scale` starts no broker and runs no rounds.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "idle,silent,idle-tls,storm,tls,tls-resumed,qos0,qos1,config-scale"
+        default_value = "idle,silent,idle-tls,storm,tls,tls-resumed,qos0,qos1,qos0-tls,config-scale"
     )]
     pub scenarios: Vec<String>,
     /// Configuration scale: stream routes written through the Admin API (0: not run).

@@ -217,6 +217,24 @@ pub fn metrics() -> Vec<Metric> {
             target: None,
         },
         Metric {
+            name: "QoS 0 publish over TLS: messages/s",
+            get: |r| r.qos0_tls.map(|p| p.rate),
+            format: per_s,
+            target: Some(Target::AtLeast(1.0)),
+        },
+        Metric {
+            name: "QoS 0 publish over TLS: p99 latency",
+            get: |r| r.qos0_tls.map(|p| p99(p.latency)),
+            format: millis,
+            target: None,
+        },
+        Metric {
+            name: "QoS 0 publish over TLS: proxy CPU per million messages",
+            get: |r| r.qos0_tls.and_then(|p| p.cpu_per_million),
+            format: secs,
+            target: Some(Target::AtMost(0.8)),
+        },
+        Metric {
             name: "TLS reconnect storm (resuming clients): handshakes/s",
             get: |r| r.tls_resumed.map(|s| s.rate),
             format: per_s,

@@ -31,6 +31,7 @@ pub struct RunResult {
     pub tls_resumed: Option<Storm>,
     pub qos0: Option<Publish>,
     pub qos1: Option<Publish>,
+    pub qos0_tls: Option<Publish>,
     pub errors: Vec<String>,
 }
 
@@ -57,7 +58,7 @@ impl RunResult {
             let share = x.resumed.unwrap_or(0.0) * 100.0;
             let _ = write!(s, "tls resumed {:.0}/s ({share:.0}% resumed); ", x.rate);
         }
-        for (q, p) in [(0, self.qos0), (1, self.qos1)] {
+        for (q, p) in [("0", self.qos0), ("1", self.qos1), ("0 tls", self.qos0_tls)] {
             if let Some(p) = p {
                 let _ = write!(
                     s,

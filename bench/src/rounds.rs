@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::client;
+use crate::client::{self, Way};
 use crate::kind::Kind;
 use crate::lab::{self, Lab, LabOptions, System};
 use crate::report::RunResult;
-use crate::scenario::idle::{self, Way};
-use crate::scenario::{publish, storm};
+use crate::scenario::{idle, publish, storm};
 use crate::{repo_root, Args};
 
 /// The MQTT scenarios: every system started afresh in each round, in a rotated order.
@@ -216,11 +215,29 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
             warmup: Duration::from_secs_f64(args.publish_warmup),
             measure: Duration::from_secs_f64(args.publish_secs),
         };
-        let run = publish::run(&system.plain, system.pid, sizes, &format!("{tag}-q{qos}")).await;
+        let plain = Way::Plain { proxied: false };
+        let tag = format!("{tag}-q{qos}");
+        let run = publish::run(&system.plain, &plain, system.pid, sizes, &tag).await;
         match (run, qos) {
             (Ok(p), 0) => result.qos0 = Some(p),
             (Ok(p), _) => result.qos1 = Some(p),
             (Err(e), _) => result.errors.push(format!("qos{qos}: {e:#}")),
+        }
+    }
+    if on("qos0-tls") {
+        let sizes = publish::Sizes {
+            pairs: args.publishers,
+            qos: 0,
+            payload: args.payload,
+            window: args.window.max(1),
+            warmup: Duration::from_secs_f64(args.publish_warmup),
+            measure: Duration::from_secs_f64(args.publish_secs),
+        };
+        let way = Way::Tls(tls.clone());
+        let tag = format!("{tag}-q0-tls");
+        match publish::run(&system.tls, &way, system.pid, sizes, &tag).await {
+            Ok(p) => result.qos0_tls = Some(p),
+            Err(e) => result.errors.push(format!("qos0-tls: {e:#}")),
         }
     }
     result

@@ -11,20 +11,11 @@ use anyhow::{bail, Result};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::client::{self, Tls, PATIENCE};
+use crate::client::{self, Way, PATIENCE};
 use crate::stats::rss;
 
 /// A client connection held open.
 type Held = Box<dyn AsyncWrite + Send + Unpin>;
-
-/// How the clients reach the system.
-#[derive(Clone)]
-pub enum Way {
-    /// Plain MQTT; `proxied`: a PROXY protocol header first.
-    Plain { proxied: bool },
-    /// MQTT over TLS, a full handshake each.
-    Tls(Tls),
-}
 
 /// Opens `count` MQTT sessions over `concurrency` workers and returns them, still open.
 async fn open(

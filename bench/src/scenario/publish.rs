@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 
-use crate::client::{self, PATIENCE};
+use crate::client::{self, Way, PATIENCE};
 use crate::mqtt::{self, PacketReader};
 use crate::stats::{CpuMeter, Latency};
 
@@ -60,16 +59,15 @@ pub async fn label_brokers(brokers: &[SocketAddr]) -> Result<()> {
 
 /// A connected client subscribed to `topic` (and the broker label), and its broker.
 struct Client {
-    read: OwnedReadHalf,
-    write: OwnedWriteHalf,
+    read: Box<dyn AsyncRead + Send + Unpin>,
+    write: Box<dyn AsyncWrite + Send + Unpin>,
     reader: PacketReader,
     broker: Vec<u8>,
 }
 
 /// Connects as `id`, subscribes to `topic` at `qos` (if any) and learns the broker's label.
-async fn join(addr: SocketAddr, id: &str, topic: Option<(&str, u8)>) -> Result<Client> {
-    let opened = client::open_plain(addr, id).await?;
-    let (mut read, mut write) = opened.stream.into_split();
+async fn join(way: &Way, addr: SocketAddr, id: &str, topic: Option<(&str, u8)>) -> Result<Client> {
+    let (mut read, mut write) = client::open_halves(way, addr, id).await?;
     let mut filters = vec![(WHOAMI, 0)];
     filters.extend(topic);
     write.write_all(&mqtt::subscribe(&filters)).await?;
@@ -98,13 +96,14 @@ async fn join(addr: SocketAddr, id: &str, topic: Option<(&str, u8)>) -> Result<C
 
 /// Connects as `{prefix}-{j}` for j = 0, 1, … until the client lands on broker `want`.
 async fn join_on(
+    way: &Way,
     addr: SocketAddr,
     prefix: &str,
     want: &[u8],
     topic: Option<(&str, u8)>,
 ) -> Result<Client> {
     for j in 0..64 {
-        let client = join(addr, &format!("{prefix}-{j}"), topic).await?;
+        let client = join(way, addr, &format!("{prefix}-{j}"), topic).await?;
         if client.broker == want {
             return Ok(client);
         }
@@ -117,6 +116,7 @@ async fn join_on(
 /// broker `b{k % 2}`.
 pub async fn run(
     addrs: &[SocketAddr],
+    way: &Way,
     pid: Option<u32>,
     sizes: Sizes,
     tag: &str,
@@ -134,6 +134,7 @@ pub async fn run(
         let sub = tokio::time::timeout(
             PATIENCE,
             join_on(
+                way,
                 addr,
                 &format!("{tag}-sub{k}"),
                 want.as_bytes(),
@@ -143,7 +144,7 @@ pub async fn run(
         .await??;
         let publisher = tokio::time::timeout(
             PATIENCE,
-            join_on(addr, &format!("{tag}-pub{k}"), want.as_bytes(), None),
+            join_on(way, addr, &format!("{tag}-pub{k}"), want.as_bytes(), None),
         )
         .await??;
         let window = Arc::new(Semaphore::new(sizes.window));
