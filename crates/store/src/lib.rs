@@ -15,7 +15,7 @@ use sg_model::Kind;
 use tokio::sync::broadcast;
 
 pub use embedded::EmbeddedStore;
-pub use etcd::EtcdStore;
+pub use etcd::{EtcdError, EtcdStartError, EtcdStore};
 pub use yaml::YamlStore;
 
 /// A stored object with its etcd-style revisions.

@@ -60,8 +60,19 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn ConfigStore>, Sta
         ConfigProvider::Etcd => {
             let store = sg_store::EtcdStore::connect(&settings.etcd, settings.keyring.clone())
                 .await
-                .with_context(|| format!("loading the configuration from etcd {}", settings.etcd.hosts.join(", ")))
-                .map_err(StartError::Fatal)?;
+                .map_err(|e| {
+                    let misconfigured = e.is_misconfiguration();
+                    let e = anyhow::Error::new(e).context(format!(
+                        "loading the configuration from etcd {}",
+                        settings.etcd.hosts.join(", ")
+                    ));
+                    // A wrong CA, certificate or password is a configuration error (exit 64).
+                    if misconfigured {
+                        StartError::Usage(e)
+                    } else {
+                        StartError::Fatal(e)
+                    }
+                })?;
             Ok(Arc::new(store))
         }
         ConfigProvider::Yaml if settings.role == sg_model::settings::Role::DataPlane => {

@@ -5,6 +5,7 @@
 
 mod admin;
 mod control;
+mod etcd;
 mod listen;
 mod nginx;
 mod tree;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 pub use admin::{AdminKey, AdminRole, AdminSettings, WELL_KNOWN_ADMIN_KEY};
 pub use control::ControlSettings;
+pub use etcd::{EtcdAuth, EtcdSettings, EtcdTls, Password, TrustedCa};
 pub use listen::{ProxyProtocolVersion, StreamListener};
 use tree::Node;
 
@@ -66,14 +68,6 @@ pub enum ConfigProvider {
     Embedded,
     Etcd,
     Yaml,
-}
-
-/// `deployment.etcd`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EtcdSettings {
-    pub hosts: Vec<String>,
-    pub prefix: String,
-    pub timeout: Duration,
 }
 
 /// Everything streamgate reads from `config.yaml`.
@@ -262,7 +256,10 @@ impl Settings {
                 .str_or("data/streamgate.db")?,
         );
         let admin = admin::parse(&deployment.child("admin"), &mut warnings)?;
-        let etcd = parse_etcd(&deployment.child("etcd"))?;
+        let etcd = etcd::parse(
+            &deployment.child("etcd"),
+            &apisix.child("ssl").child("ssl_trusted_certificate"),
+        )?;
         let control = control::parse(&apisix)?;
         let prometheus_addr = parse_export_addr(
             &root
@@ -378,28 +375,6 @@ fn parse_keyring(node: &Node<'_>) -> Result<Keyring, ConfigError> {
             .collect::<Result<_, _>>()?,
     };
     Keyring::new(keys).map_err(|e| node.error(e.to_string()))
-}
-
-fn parse_etcd(node: &Node<'_>) -> Result<EtcdSettings, ConfigError> {
-    let host = node.child("host");
-    let hosts = match host.value() {
-        None => vec!["http://127.0.0.1:2379".to_owned()],
-        Some(_) => host
-            .items()?
-            .iter()
-            .map(|h| h.str().map(str::to_owned))
-            .collect::<Result<_, _>>()?,
-    };
-    let prefix = node.child("prefix").str_or("/apisix")?.to_owned();
-    if !prefix.starts_with('/') {
-        return Err(node.child("prefix").error("must start with '/'"));
-    }
-    let timeout = node.child("timeout").positive_number_or(30.0)?;
-    Ok(EtcdSettings {
-        hosts,
-        prefix,
-        timeout: capped_seconds(timeout),
-    })
 }
 
 /// A configured number of seconds (positive, finite), capped as stored durations are.

@@ -200,3 +200,89 @@ fn worker_processes_is_auto_or_a_count() {
         assert_eq!(err.key, "nginx_config.worker_processes", "{bad}");
     }
 }
+
+#[test]
+fn etcd_defaults_are_apisix_ones() {
+    let etcd = Settings::parse("").unwrap().etcd;
+    assert_eq!(etcd, EtcdSettings::default());
+    assert_eq!(etcd.timeout, Duration::from_secs(30));
+    assert_eq!(etcd.watch_timeout, Duration::from_secs(50));
+    assert_eq!(etcd.startup_retry, 2);
+    assert!(etcd.tls.verify);
+    assert_eq!(etcd.tls.trusted, [TrustedCa::System]);
+}
+
+#[test]
+fn etcd_tls_and_auth_are_read() {
+    let text = r#"
+apisix:
+  ssl:
+    ssl_trusted_certificate: /etc/ca.pem, system
+deployment:
+  etcd:
+    host: ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
+    user: root
+    password: s3cret-pw
+    timeout: 5
+    watch_timeout: 3
+    startup_retry: 4
+    tls:
+      cert: /etc/client.pem
+      key: /etc/client.key
+      verify: false
+      sni: etcd.internal
+"#;
+    let etcd = Settings::parse(text).unwrap().etcd;
+    assert_eq!(etcd.hosts.len(), 2);
+    assert_eq!(etcd.timeout, Duration::from_secs(5));
+    assert_eq!(etcd.watch_timeout, Duration::from_secs(3));
+    assert_eq!(etcd.startup_retry, 4);
+    let auth = etcd.auth.as_ref().unwrap();
+    assert_eq!(
+        (auth.user.as_str(), auth.password.reveal()),
+        ("root", "s3cret-pw")
+    );
+    assert_eq!(
+        etcd.tls.client_cert,
+        Some((
+            PathBuf::from("/etc/client.pem"),
+            PathBuf::from("/etc/client.key")
+        ))
+    );
+    assert!(!etcd.tls.verify);
+    assert_eq!(etcd.tls.sni.as_deref(), Some("etcd.internal"));
+    assert_eq!(
+        etcd.tls.trusted,
+        [
+            TrustedCa::File(PathBuf::from("/etc/ca.pem")),
+            TrustedCa::System
+        ]
+    );
+
+    // The password is never formatted: not by Debug of the settings, nor by Display.
+    let whole = Settings::parse(text).unwrap();
+    for shown in [
+        format!("{whole:?}"),
+        format!("{etcd:#?}"),
+        auth.password.to_string(),
+    ] {
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+    }
+    assert!(format!("{auth:?}").contains("<redacted>"));
+}
+
+#[test]
+fn etcd_settings_refuse_half_a_client_certificate_and_bad_retries() {
+    let cert_only = "deployment:\n  etcd:\n    tls:\n      cert: /c.pem\n";
+    assert_eq!(
+        Settings::parse(cert_only).unwrap_err().key,
+        "deployment.etcd.tls.key"
+    );
+    for bad in ["0", "-1", "two"] {
+        let text = format!("deployment:\n  etcd:\n    startup_retry: {bad}\n");
+        assert_eq!(
+            Settings::parse(&text).unwrap_err().key,
+            "deployment.etcd.startup_retry"
+        );
+    }
+}

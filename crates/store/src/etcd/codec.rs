@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sg_model::{check, Keyring, Kind};
 
-use super::client::EtcdError;
+use super::error::EtcdError;
 
 /// Base64 of a key or value, as the JSON gateway wants bytes.
 pub(crate) fn b64(bytes: impl AsRef<[u8]>) -> String {

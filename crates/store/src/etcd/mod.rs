@@ -3,8 +3,11 @@
 //! return once etcd acknowledged them; the data plane reads a view that one watch keeps current
 //! and that holds only objects that pass the Admin API's checks.
 
+mod auth;
 mod client;
 mod codec;
+mod error;
+mod transport;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -16,12 +19,14 @@ use sg_model::settings::EtcdSettings;
 use sg_model::{Keyring, Kind};
 use tokio::sync::broadcast;
 
+pub use self::error::{EtcdError, EtcdStartError};
+
 use self::client::Client;
 use self::codec::{b64, header_revision, num, KeyValue, Layout, ObjectError};
 use crate::{ConfigStore, Entry, Event, Put, Rejected, StoreError};
 
-/// How often start-up tries to reach etcd (APISIX's `startup_retry` is 2 retries).
-const STARTUP_ATTEMPTS: u32 = 3;
+/// The pause between two start-up attempts.
+const STARTUP_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The served objects and the etcd revision they reflect.
 #[derive(Debug, Default)]
@@ -62,6 +67,8 @@ impl View {
 /// What the store and its watcher share.
 struct Shared {
     client: Client,
+    /// A watch silent this long is created again (`watch_timeout`).
+    watch_timeout: std::time::Duration,
     layout: Layout,
     keyring: Keyring,
     view: RwLock<View>,
@@ -76,26 +83,35 @@ pub struct EtcdStore {
 
 impl EtcdStore {
     /// Loads every object from etcd and starts following its watch. `keyring` decrypts SSL
-    /// keys for the checks (APISIX nodes sharing the etcd must use the same keyring).
-    pub async fn connect(settings: &EtcdSettings, keyring: Keyring) -> Result<Self, StoreError> {
-        let client = Client::new(&settings.hosts, settings.timeout)?;
+    /// keys for the checks (APISIX nodes sharing the etcd must use the same keyring). Tries
+    /// `startup_retry` times (each over every member), except when the configuration is at
+    /// fault (certificates, CA, user or password): that stops at once.
+    pub async fn connect(
+        settings: &EtcdSettings,
+        keyring: Keyring,
+    ) -> Result<Self, EtcdStartError> {
+        let client = Client::new(settings).map_err(EtcdStartError::Misconfigured)?;
         let layout = Layout::new(&settings.prefix);
+        let attempts = settings.startup_retry.max(1);
         let mut attempt = 1;
         let view = loop {
             match watch::load(&client, &layout, &keyring).await {
                 Ok(view) => break view,
-                Err(e) if attempt < STARTUP_ATTEMPTS => {
+                Err(e) if e.is_misconfiguration() => return Err(EtcdStartError::Misconfigured(e)),
+                Err(e) if attempt < attempts => {
                     tracing::warn!(error = %e, attempt, "cannot load the configuration from etcd, retrying");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    tokio::time::sleep(STARTUP_PAUSE).await;
                     attempt += 1;
                 }
-                Err(e) => return Err(e.into()),
+                Err(last) => return Err(EtcdStartError::Unavailable { attempts, last }),
             }
         };
-        tracing::info!(hosts = ?settings.hosts, prefix = %settings.prefix, revision = view.revision, "etcd config store connected");
+        let user = settings.auth.as_ref().map(|a| a.user.as_str());
+        tracing::info!(hosts = ?settings.hosts, prefix = %settings.prefix, ?user, revision = view.revision, "etcd config store connected");
         let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             client,
+            watch_timeout: settings.watch_timeout,
             layout,
             keyring,
             view: RwLock::new(view),
@@ -224,5 +240,7 @@ impl ConfigStore for EtcdStore {
     }
 }
 
+#[cfg(test)]
+mod fake_tests;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,15 @@ struct TestEtcd {
     peer_port: u16,
 }
 
+/// Settings for one plain `http://` member.
+fn plain(url: String, timeout: Duration) -> EtcdSettings {
+    EtcdSettings {
+        hosts: vec![url],
+        timeout,
+        ..EtcdSettings::default()
+    }
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -42,11 +51,7 @@ impl TestEtcd {
     }
 
     fn settings(&self) -> EtcdSettings {
-        EtcdSettings {
-            hosts: vec![self.url()],
-            prefix: "/apisix".into(),
-            timeout: Duration::from_secs(5),
-        }
+        plain(self.url(), Duration::from_secs(5))
     }
 
     async fn spawn(&mut self) {
@@ -72,7 +77,7 @@ impl TestEtcd {
             .spawn()
             .expect("etcd (Debian's etcd-server) must be installed");
         self.child = Some(child);
-        let client = Client::new(&[self.url()], Duration::from_secs(1)).unwrap();
+        let client = Client::new(&plain(self.url(), Duration::from_secs(1))).unwrap();
         let deadline = Instant::now() + PATIENCE;
         while client
             .call("/v3/kv/range", &json!({"key": b64("ready")}))
@@ -93,7 +98,7 @@ impl TestEtcd {
 
     /// Writes `raw` at `key` as another etcd client would.
     async fn put_raw(&self, key: &str, raw: &str) -> u64 {
-        let client = Client::new(&[self.url()], Duration::from_secs(5)).unwrap();
+        let client = Client::new(&plain(self.url(), Duration::from_secs(5))).unwrap();
         let answer = client
             .call("/v3/kv/put", &json!({"key": b64(key), "value": b64(raw)}))
             .await
@@ -102,7 +107,7 @@ impl TestEtcd {
     }
 
     async fn compact(&self, revision: u64) {
-        let client = Client::new(&[self.url()], Duration::from_secs(5)).unwrap();
+        let client = Client::new(&plain(self.url(), Duration::from_secs(5))).unwrap();
         let request = json!({"revision": revision.to_string(), "physical": true});
         client.call("/v3/kv/compaction", &request).await.unwrap();
     }
@@ -313,11 +318,7 @@ impl Relay {
     }
 
     fn settings(&self) -> EtcdSettings {
-        EtcdSettings {
-            hosts: vec![self.addr.clone()],
-            prefix: "/apisix".into(),
-            timeout: Duration::from_secs(5),
-        }
+        plain(self.addr.clone(), Duration::from_secs(5))
     }
 }
 
@@ -332,7 +333,7 @@ async fn a_compacted_history_reloads_everything() {
     let mut events = store.watch();
     // While this store cannot watch, etcd moves on and forgets its history.
     relay.cut().await;
-    let client = Client::new(&[etcd.url()], Duration::from_secs(5)).unwrap();
+    let client = Client::new(&plain(etcd.url(), Duration::from_secs(5))).unwrap();
     let gone = json!({"key": b64("/apisix/upstreams/gone")});
     client.call("/v3/kv/deleterange", &gone).await.unwrap();
     etcd.put_raw("/apisix/upstreams/a", UP).await;

@@ -11,22 +11,21 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sg_model::{Keyring, Kind};
 
-use super::client::{Client, EtcdError};
+use super::client::Client;
 use super::codec::{b64, decode_object, header_revision, num, KeyValue, Layout};
+use super::error::EtcdError;
 use super::{Shared, View};
 use crate::{Entry, Event};
 
 /// The first pause before reconnecting, doubled after each failure up to [`BACKOFF_CAP`].
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
-/// A watch silent this long is created again (APISIX's `watch_timeout`), so a connection
-/// lost without a FIN cannot freeze a node.
-const WATCH_RENEW: Duration = Duration::from_secs(50);
 
 /// How a watch ended without an error.
 #[derive(Debug)]
 enum End {
-    /// Silent for [`WATCH_RENEW`]: resume from the next revision.
+    /// Silent for `watch_timeout` (so a connection lost without a FIN cannot freeze a node):
+    /// resume from the next revision.
     Renew,
     /// The watch cannot resume (the reason says why): load everything again.
     Reload(String),
@@ -111,6 +110,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 reload = true;
             }
             Err(e) => {
+                if e.is_invalid_token() {
+                    // Resumes from the same revision once authenticated again.
+                    shared.client.forget_token();
+                }
                 tracing::warn!(error = %e, retry_in = ?backoff, "lost the etcd watch");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_CAP);
@@ -128,7 +131,7 @@ async fn follow(shared: &Shared, from: u64, backoff: &mut Duration) -> Result<En
     let mut body = shared.client.stream("/v3/watch", &request).await?;
     let mut lines = Lines::default();
     loop {
-        let frame = match tokio::time::timeout(WATCH_RENEW, body.frame()).await {
+        let frame = match tokio::time::timeout(shared.watch_timeout, body.frame()).await {
             Err(_) => return Ok(End::Renew),
             Ok(None) => return Err(EtcdError::Unreachable("etcd closed the watch".to_owned())),
             Ok(Some(Err(e))) => return Err(EtcdError::Unreachable(e.to_string())),
@@ -223,6 +226,8 @@ fn handle(
     }
     if result.get("canceled") == Some(&Value::Bool(true)) {
         return match num(result.get("compact_revision")) {
+            // A watch created with a token etcd no longer accepts is canceled at once, with
+            // the reason in text ("… etcdserver: invalid auth token").
             0 => Err(EtcdError::Server {
                 code: 0,
                 message: result
