@@ -12,6 +12,7 @@ use serde_json::Value;
 
 pub mod data_plane;
 pub mod etcd;
+pub mod etcd_secure;
 pub mod extremes;
 pub mod mqtt;
 pub mod pki;
