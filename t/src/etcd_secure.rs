@@ -40,7 +40,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
 }
 
 impl Pki {
-    /// A CA, a server certificate for 127.0.0.1 and a client certificate without a common
+    /// A CA, a server certificate for 127.0.0.1 and `etcd.test`, and a client certificate without a common
     /// name: etcd's JSON gateway refuses client certificates that carry one when
     /// `--client-cert-auth` is on (it could not use the name).
     pub fn make(dir: &Path) -> Result<Pki> {
@@ -66,7 +66,7 @@ impl Pki {
             (
                 "server",
                 "/CN=etcd-server",
-                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+                "subjectAltName=IP:127.0.0.1,DNS:etcd.test\nextendedKeyUsage=serverAuth,clientAuth\n",
             ),
             ("client", "/O=streamgate", "extendedKeyUsage=clientAuth\n"),
         ];
@@ -304,9 +304,13 @@ impl SecureCluster {
             access.watch_timeout.as_secs().max(1),
             access.password
         );
+        etcd.push_str(&format!("    tls:\n      verify: {}\n", access.verify));
+        if let Some(sni) = access.sni {
+            etcd.push_str(&format!("      sni: {sni}\n"));
+        }
         if access.client_cert {
             etcd.push_str(&format!(
-                "    tls:\n      cert: {}\n      key: {}\n",
+                "      cert: {}\n      key: {}\n",
                 self.pki.client_cert.display(),
                 self.pki.client_key.display()
             ));
@@ -327,6 +331,10 @@ pub struct Access<'a> {
     pub ca: &'a Path,
     pub client_cert: bool,
     pub watch_timeout: Duration,
+    /// `tls.verify`.
+    pub verify: bool,
+    /// `tls.sni`.
+    pub sni: Option<&'a str>,
 }
 
 impl Drop for SecureCluster {

@@ -23,6 +23,8 @@ fn access(cluster: &SecureCluster) -> Access<'_> {
         ca: &cluster.pki.ca,
         client_cert: true,
         watch_timeout: Duration::from_secs(50),
+        verify: true,
+        sni: None,
     }
 }
 
@@ -156,6 +158,13 @@ fn a_wrong_password_ca_or_missing_client_certificate_stops_the_start() {
             },
             "refused the TLS client certificate",
         ),
+        (
+            Access {
+                sni: Some("other.test"),
+                ..access(&cluster)
+            },
+            "is not trusted (NotValidForName",
+        ),
     ];
     for (access, cause) in &cases {
         let started = Instant::now();
@@ -174,8 +183,28 @@ fn a_wrong_password_ca_or_missing_client_certificate_stops_the_start() {
             );
         }
     }
-    // The same cluster with the right settings is fine.
+    // The same cluster with the right settings is fine; so is a name etcd's certificate
+    // holds as `tls.sni`, and any CA with `verify: false`, which is logged.
     node(&cluster, &good);
+    node(
+        &cluster,
+        &Access {
+            sni: Some("etcd.test"),
+            ..access(&cluster)
+        },
+    );
+    let unverified = node(
+        &cluster,
+        &Access {
+            ca: &cluster.pki.other_ca,
+            verify: false,
+            ..access(&cluster)
+        },
+    );
+    assert!(unverified
+        .gw
+        .wait_log("tls.verify is false")
+        .contains("etcd's certificate is not checked"));
 }
 
 #[test]
