@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod accept_any;
 pub mod check;
 pub mod keyring;
 pub mod pem;

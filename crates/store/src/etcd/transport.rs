@@ -12,11 +12,11 @@ use std::time::Duration;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use sg_model::accept_any::AcceptAnyCertificate;
 use sg_model::settings::{EtcdTls, TrustedCa};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -90,7 +90,7 @@ fn tls(settings: &EtcdTls) -> Result<Tls, EtcdError> {
         tracing::warn!("deployment.etcd.tls.verify is false: etcd's certificate is not checked");
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider())))
     };
     let config = match &settings.client_cert {
         None => builder.with_no_client_auth(),
@@ -234,48 +234,6 @@ impl AsyncWrite for EtcdIo {
             EtcdIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
             EtcdIo::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
-    }
-}
-
-/// `tls.verify: false`: accepts any certificate etcd presents, but still checks the handshake
-/// signatures, so the connection is encrypted to whoever holds the key etcd presented.
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
