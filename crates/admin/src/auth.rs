@@ -1,34 +1,70 @@
-//! Who may call the Admin API: `allow_admin` by client address, then the admin key from the
-//! `api_key` query argument, the `X-API-KEY` header or the `x_api_key` cookie, in that order.
+//! Who may call the Admin API, as two middlewares: `allow_admin` by client address in front of
+//! everything, then on the routes that need it the admin key from the `api_key` query argument,
+//! the `X-API-KEY` header or the `x_api_key` cookie, in that order.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Response, StatusCode};
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use serde_json::json;
 use sg_model::settings::AdminRole;
 use subtle::ConstantTimeEq;
 
 use crate::reply;
-use crate::AdminConfig;
+use crate::{AdminConfig, QueryArgs};
 
-/// Whether `client` is inside `allow_admin`.
-pub fn allowed(config: &AdminConfig, client: IpAddr) -> bool {
+/// Lets through clients inside `allow_admin`; the others get nginx's HTML 403 page.
+pub async fn allow_admin(
+    State(config): State<Arc<AdminConfig>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    if client.is_some_and(|ip| allowed(&config, ip)) {
+        next.run(request).await
+    } else {
+        reply::nginx_page(StatusCode::FORBIDDEN)
+    }
+}
+
+fn allowed(config: &AdminConfig, client: IpAddr) -> bool {
     let client = client.to_canonical();
     config.allow.iter().any(|net| net.contains(&client))
 }
 
-/// Checks the admin key; `Err` is the 401 to send.
-pub fn check_token(
+/// Lets through requests with a valid admin key (APISIX's `check_token`); the others get 401.
+pub async fn require_key(
+    State(config): State<Arc<AdminConfig>>,
+    Query(args): Query<QueryArgs>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match check_token(&config, request.method(), &args, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(denied) => denied,
+    }
+}
+
+fn check_token(
     config: &AdminConfig,
     method: &Method,
-    query: Option<&str>,
+    args: &QueryArgs,
     headers: &HeaderMap,
-) -> Result<(), Response<Body>> {
+) -> Result<(), Response> {
     if !config.key_required {
         return Ok(());
     }
-    let token = query_token(query)
+    // nginx's `$arg_api_key` matches the argument name case-insensitively.
+    let token = args
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("api_key"))
+        .map(|(_, value)| value.clone())
         .or_else(|| {
             headers
                 .get("x-api-key")
@@ -55,20 +91,14 @@ pub fn check_token(
     Ok(())
 }
 
-fn unauthorized(description: &str) -> Response<Body> {
+fn unauthorized(description: &str) -> Response {
     reply::json(
         StatusCode::UNAUTHORIZED,
         &json!({"error_msg": "failed to check token", "description": description}),
     )
 }
 
-/// The `api_key` query argument (name matched case-insensitively, as nginx's `$arg_` does).
-fn query_token(query: Option<&str>) -> Option<String> {
-    form_pairs(query?)
-        .find(|(name, _)| name.eq_ignore_ascii_case("api_key"))
-        .map(|(_, value)| value)
-}
-
+/// axum has no cookie extractor (axum-extra's needs the `cookie` crate): one cookie is read here.
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -78,9 +108,4 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == "x_api_key")
         .map(|(_, value)| value.to_owned())
-}
-
-/// Decoded `name=value` pairs of a query string.
-pub fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()))
 }

@@ -4,14 +4,16 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
-use axum::http::{Response, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{json, Map, Value};
 use sg_model::{check, Kind};
 use sg_store::{Entry, StoreError};
 
-use crate::dispatch::Target;
-use crate::{list, reply, AdminState};
+use crate::body::ResourceBody;
+use crate::target::Target;
+use crate::{list, reply, AdminState, QueryArgs};
 
 /// Unix seconds, as APISIX stores `create_time` / `update_time`.
 pub fn now() -> u64 {
@@ -25,7 +27,7 @@ pub fn full_key(state: &AdminState, kind: Kind, id: &str) -> String {
     format!("{}/{}/{id}", state.config.prefix, kind.dir())
 }
 
-pub fn store_error(e: StoreError) -> Response<Body> {
+pub fn store_error(e: StoreError) -> Response {
     reply::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
@@ -46,12 +48,18 @@ pub fn item(state: &AdminState, kind: Kind, entry: Entry) -> Value {
     })
 }
 
-pub async fn get(state: &AdminState, target: &Target) -> Response<Body> {
+/// `GET`: one object, or the list. APISIX reads and checks the body of every resource request.
+pub async fn get(
+    State(state): State<AdminState>,
+    target: Target,
+    Query(args): Query<QueryArgs>,
+    _: ResourceBody,
+) -> Response {
     let Some(id) = &target.id else {
-        return list::list(state, target).await;
+        return list::list(&state, target.kind, &args).await;
     };
     match state.store.get(target.kind.dir(), id).await {
-        Ok(Some(entry)) => reply::json(StatusCode::OK, &item(state, target.kind, entry)),
+        Ok(Some(entry)) => reply::json(StatusCode::OK, &item(&state, target.kind, entry)),
         Ok(None) => reply::key_not_found(),
         Err(e) => store_error(e),
     }
@@ -193,7 +201,7 @@ async fn create_or_replace(
     target: &Target,
     conf: Option<Value>,
     need_id: bool,
-) -> Response<Body> {
+) -> Response {
     let kind = target.kind;
     let Some(mut conf) = conf else {
         return reply::bad_request("missing configurations");
@@ -255,15 +263,26 @@ async fn fresh_id(state: &AdminState, kind: Kind) -> Result<String, StoreError> 
     }
 }
 
-pub async fn put(state: &AdminState, target: &Target, conf: Option<Value>) -> Response<Body> {
-    create_or_replace(state, target, conf, true).await
+/// `PUT`: creates or replaces the object the path (or the body) names.
+pub async fn put(
+    State(state): State<AdminState>,
+    target: Target,
+    ResourceBody(conf): ResourceBody,
+) -> Response {
+    create_or_replace(&state, &target, conf, true).await
 }
 
-pub async fn post(state: &AdminState, target: &Target, conf: Option<Value>) -> Response<Body> {
-    create_or_replace(state, target, conf, false).await
+/// `POST`: creates an object under a fresh id.
+pub async fn post(
+    State(state): State<AdminState>,
+    target: Target,
+    ResourceBody(conf): ResourceBody,
+) -> Response {
+    create_or_replace(&state, &target, conf, false).await
 }
 
-pub async fn delete(state: &AdminState, target: &Target) -> Response<Body> {
+/// `DELETE`: removes the object the path names.
+pub async fn delete(State(state): State<AdminState>, target: Target, _: ResourceBody) -> Response {
     let Some(id) = &target.id else {
         return reply::bad_request(format!("missing {} id", target.kind.label()));
     };
@@ -272,7 +291,7 @@ pub async fn delete(state: &AdminState, target: &Target) -> Response<Body> {
             state.wait_applied(revision).await;
             reply::json(
                 StatusCode::OK,
-                &json!({"deleted": "1", "key": full_key(state, target.kind, id)}),
+                &json!({"deleted": "1", "key": full_key(&state, target.kind, id)}),
             )
         }
         Ok(None) => reply::key_not_found(),

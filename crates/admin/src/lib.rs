@@ -8,19 +8,23 @@
 
 mod auth;
 mod body;
+mod cors;
 mod crud;
-mod dispatch;
 mod list;
 mod meta;
 mod patch;
+mod path;
 mod reply;
+mod routes;
+mod target;
+
+pub use routes::router;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -72,6 +76,9 @@ pub struct AdminState {
     pub applied: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
+/// A request's query arguments, decoded, in their order.
+type QueryArgs = Vec<(String, String)>;
+
 /// The longest a write's answer waits for the local data plane to publish it.
 pub const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -85,17 +92,14 @@ impl AdminState {
     }
 }
 
-/// The Admin API as an axum router. Requests need a `ConnectInfo<SocketAddr>` extension (added
-/// by [`serve`]) for `allow_admin`.
-pub fn router(state: AdminState) -> Router {
-    Router::new().fallback(dispatch::handle).with_state(state)
-}
-
 /// How long a client may take to send a request's headers, and how long an idle keep-alive
 /// connection is kept.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves the Admin API on `listener` until `shutdown` resolves, then lets open requests finish.
+///
+/// `axum::serve` would add the `ConnectInfo` itself, but it cannot bound the time a client takes
+/// to send its headers; hyper's connection builder can, so the accept loop stays here.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,

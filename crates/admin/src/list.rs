@@ -1,17 +1,15 @@
 //! `GET /apisix/admin/<resource>`: the list envelope with APISIX's `page`, `page_size`, `name`,
 //! `label` and `filter` arguments.
 
-use axum::body::Body;
-use axum::http::{Response, StatusCode};
+use axum::http::StatusCode;
+use axum::response::Response;
 use regex::Regex;
 use serde_json::{json, Value};
 use sg_model::Kind;
 use sg_store::Entry;
 
-use crate::auth::form_pairs;
 use crate::crud::{item, store_error};
-use crate::dispatch::Target;
-use crate::{reply, AdminState};
+use crate::{reply, AdminState, QueryArgs};
 
 /// Query arguments of a list request.
 #[derive(Default)]
@@ -24,20 +22,28 @@ struct ListArgs {
 }
 
 impl ListArgs {
-    fn parse(query: Option<&str>) -> Self {
+    /// A repeated argument counts once, with its last value.
+    fn parse(query: &QueryArgs) -> Self {
         let mut args = ListArgs::default();
-        for (name, value) in form_pairs(query.unwrap_or_default()) {
+        for (name, value) in query {
             match name.as_str() {
-                "page" => args.page = Some(value),
-                "page_size" => args.page_size = Some(value),
-                "name" => args.name = Some(value),
-                "label" => args.label = Some(value),
-                "filter" => args.filter = form_pairs(&value).collect(),
+                "page" => args.page = Some(value.clone()),
+                "page_size" => args.page_size = Some(value.clone()),
+                "name" => args.name = Some(value.clone()),
+                "label" => args.label = Some(value.clone()),
+                "filter" => args.filter = filter_pairs(value),
                 _ => {}
             }
         }
         args
     }
+}
+
+/// `filter` holds a query string of its own.
+fn filter_pairs(filter: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(filter.as_bytes())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
 }
 
 fn keep(kind: Kind, args: &ListArgs, name_re: Option<&Regex>, entry: &Entry) -> bool {
@@ -72,8 +78,8 @@ fn keep(kind: Kind, args: &ListArgs, name_re: Option<&Regex>, entry: &Entry) -> 
     true
 }
 
-pub async fn list(state: &AdminState, target: &Target) -> Response<Body> {
-    let args = ListArgs::parse(target.query.as_deref());
+pub async fn list(state: &AdminState, kind: Kind, query: &QueryArgs) -> Response {
+    let args = ListArgs::parse(query);
     let paging = match (&args.page, &args.page_size) {
         (Some(page), Some(size)) => match (page.parse::<usize>(), size.parse::<usize>()) {
             (Ok(page), Ok(size)) => {
@@ -95,11 +101,11 @@ pub async fn list(state: &AdminState, target: &Target) -> Response<Body> {
             return reply::bad_request("invalid argument name: not a valid regular expression")
         }
     };
-    let mut entries = match state.store.list(target.kind.dir()).await {
+    let mut entries = match state.store.list(kind.dir()).await {
         Ok(entries) => entries,
         Err(e) => return store_error(e),
     };
-    entries.retain(|entry| keep(target.kind, &args, name_re.as_ref(), entry));
+    entries.retain(|entry| keep(kind, &args, name_re.as_ref(), entry));
     let total = entries.len();
     if let Some((page, size)) = paging {
         entries.sort_by_key(|e| e.create_revision);
@@ -111,7 +117,7 @@ pub async fn list(state: &AdminState, target: &Target) -> Response<Body> {
     }
     let items: Vec<Value> = entries
         .into_iter()
-        .map(|entry| item(state, target.kind, entry))
+        .map(|entry| item(state, kind, entry))
         .collect();
     reply::json(StatusCode::OK, &json!({"list": items, "total": total}))
 }

@@ -1,17 +1,23 @@
 //! PATCH of upstreams and SSL objects: a deep merge, or a value set at a sub-path, then the
 //! whole object is checked again and written with a compare-and-swap.
 
-use axum::body::Body;
-use axum::http::{Response, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{json, Value};
 use sg_model::Kind;
 use sg_store::StoreError;
 
+use crate::body::ResourceBody;
 use crate::crud::{check_conf, encrypt_secrets, full_key, merge, now, store_error};
-use crate::dispatch::Target;
+use crate::target::PatchTarget;
 use crate::{reply, AdminState};
 
-pub async fn patch(state: &AdminState, target: &Target, conf: Option<Value>) -> Response<Body> {
+pub async fn patch(
+    State(state): State<AdminState>,
+    PatchTarget(target): PatchTarget,
+    ResourceBody(conf): ResourceBody,
+) -> Response {
     let kind = target.kind;
     let Some(id) = &target.id else {
         return reply::bad_request(format!("missing {} id", kind.label()));
@@ -31,7 +37,7 @@ pub async fn patch(state: &AdminState, target: &Target, conf: Option<Value>) -> 
     if target.sub_path.is_empty() {
         let carries_update_time = patch.get("update_time").is_some();
         if kind == Kind::Ssl {
-            encrypt_secrets(state, kind, &mut patch);
+            encrypt_secrets(&state, kind, &mut patch);
         }
         if let (Some(base), Some(changes)) = (value.as_object_mut(), patch.as_object()) {
             merge(base, changes);
@@ -44,7 +50,7 @@ pub async fn patch(state: &AdminState, target: &Target, conf: Option<Value>) -> 
             && matches!(target.sub_path.as_slice(), [field] if field == "key" || field == "keys")
         {
             let mut wrapper = json!({ target.sub_path[0].clone(): patch });
-            encrypt_secrets(state, kind, &mut wrapper);
+            encrypt_secrets(&state, kind, &mut wrapper);
             patch = wrapper[&target.sub_path[0]].take();
         }
         if let Err(msg) = set_sub_path(&mut value, &target.sub_path, patch) {
@@ -52,10 +58,10 @@ pub async fn patch(state: &AdminState, target: &Target, conf: Option<Value>) -> 
         }
         value["update_time"] = json!(now());
     }
-    if let Err(msg) = check_conf(state, kind, &value).await {
+    if let Err(msg) = check_conf(&state, kind, &value).await {
         return reply::bad_request(msg);
     }
-    encrypt_secrets(state, kind, &mut value);
+    encrypt_secrets(&state, kind, &mut value);
     match state
         .store
         .put(kind.dir(), id, value, Some(stored.mod_revision))
@@ -65,7 +71,7 @@ pub async fn patch(state: &AdminState, target: &Target, conf: Option<Value>) -> 
             state.wait_applied(put.entry.mod_revision).await;
             reply::json(
                 StatusCode::OK,
-                &json!({"key": full_key(state, kind, id), "value": put.entry.value}),
+                &json!({"key": full_key(&state, kind, id), "value": put.entry.value}),
             )
         }
         Err(StoreError::Conflict) => reply::error(

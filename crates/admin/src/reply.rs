@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 /// The Admin API version APISIX announces in `X-API-VERSION`.
 const API_VERSION: &str = "v3";
-const SERVER: &str = concat!("streamgate/", env!("CARGO_PKG_VERSION"));
+pub const SERVER: &str = concat!("streamgate/", env!("CARGO_PKG_VERSION"));
 
 /// A response with a JSON (or bare string) body and APISIX's admin headers.
 pub fn json(status: StatusCode, body: &Value) -> Response<Body> {
@@ -42,6 +42,11 @@ pub fn key_not_found() -> Response<Body> {
     json(StatusCode::NOT_FOUND, &json!({"message": "Key not found"}))
 }
 
+/// The answer where APISIX routes nothing (path or method): nginx's 404 page, without a key.
+pub async fn no_route() -> Response<Body> {
+    nginx_page(StatusCode::NOT_FOUND)
+}
+
 /// An nginx-style HTML error page (no route, or denied by `allow_admin`).
 pub fn nginx_page(status: StatusCode) -> Response<Body> {
     let reason = status.canonical_reason().unwrap_or("");
@@ -53,44 +58,6 @@ pub fn nginx_page(status: StatusCode) -> Response<Body> {
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    headers.insert(header::SERVER, HeaderValue::from_static(SERVER));
-    response
-}
-
-/// Adds the CORS headers APISIX sets on every non-OPTIONS admin response.
-pub fn add_cors(response: &mut Response<Body>) {
-    let headers = response.headers_mut();
-    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    headers.insert(
-        "access-control-allow-credentials",
-        HeaderValue::from_static("true"),
-    );
-    headers.insert(
-        "access-control-expose-headers",
-        HeaderValue::from_static("*"),
-    );
-    headers.insert("access-control-max-age", HeaderValue::from_static("3600"));
-}
-
-/// The answer to a CORS preflight (`OPTIONS` on any path, no auth).
-pub fn preflight() -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    let headers = response.headers_mut();
-    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-    headers.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("POST, GET, PUT, OPTIONS, DELETE, PATCH"),
-    );
-    headers.insert("access-control-max-age", HeaderValue::from_static("3600"));
-    headers.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("*"),
-    );
-    headers.insert(
-        "access-control-allow-credentials",
-        HeaderValue::from_static("true"),
-    );
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     headers.insert(header::SERVER, HeaderValue::from_static(SERVER));
     response
 }

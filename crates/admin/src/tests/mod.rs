@@ -4,6 +4,7 @@ mod auth;
 mod crud;
 mod fuzz;
 mod meta;
+mod routing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
