@@ -14,6 +14,7 @@ pub mod data_plane;
 pub mod etcd;
 pub mod etcd_secure;
 pub mod extremes;
+pub mod haproxy;
 pub mod mqtt;
 pub mod pki;
 pub mod tcp;

@@ -80,6 +80,8 @@ pub struct ClientOptions<'a> {
     pub cert: Option<&'a Pair>,
     pub versions: Option<&'a [&'static rustls::SupportedProtocolVersion]>,
     pub schemes: Option<Vec<SignatureScheme>>,
+    /// The loopback address to connect from; `None` lets the system pick.
+    pub from: Option<&'a str>,
 }
 
 fn config(options: &ClientOptions<'_>) -> Arc<ClientConfig> {
@@ -119,7 +121,10 @@ impl TlsSession {
             None => ServerName::IpAddress(to.ip().into()),
         };
         let conn = ClientConnection::new(config(options), name).map_err(|e| e.to_string())?;
-        let sock = TcpStream::connect(to).map_err(|e| e.to_string())?;
+        let sock = match options.from {
+            Some(from) => crate::tcp::connect_from(from, to).map_err(|e| e.to_string())?,
+            None => TcpStream::connect(to).map_err(|e| e.to_string())?,
+        };
         sock.set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| e.to_string())?;
         let mut tls = StreamOwned::new(conn, sock);
@@ -135,6 +140,11 @@ impl TlsSession {
             .map(|c| c.to_vec())
             .ok_or("no certificate served")?;
         Ok(TlsSession { tls, served })
+    }
+
+    /// The client's end of the connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.tls.sock.local_addr().expect("connected socket")
     }
 
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {

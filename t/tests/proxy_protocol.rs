@@ -1,0 +1,651 @@
+//! The PROXY protocol with real peers: HAProxy 2.6 sending it to streamgate (`send-proxy`,
+//! `send-proxy-v2`, a TLS ClientHello behind the header, HAProxy's own TLVs after it
+//! terminated mTLS) and receiving it from streamgate (`accept-proxy`); the v2 header streamgate
+//! sends after mTLS parsed back with the decoder; LOCAL and UNKNOWN headers; hostile headers
+//! that close only their own connection.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sg_blackbox::haproxy::Haproxy;
+use sg_blackbox::pki::{write, Ca};
+use sg_blackbox::tcp::{connect_from, greeting, hex, who_answers, NamedServer};
+use sg_blackbox::tls::{der, ClientOptions, TlsSession};
+use sg_blackbox::{config_with_tcp, free_port, free_port_on, Gateway};
+use sg_proxy_protocol::{parse, Header, Parsed, CLIENT_CERT_CONN, CLIENT_SSL};
+
+/// The v2 signature.
+const SIG: &str = "0d 0a 0d 0a 00 0d 0a 51 55 49 54 0a";
+/// v2 IPv4 addresses: 192.0.2.1:1234 → 127.0.0.1:1883.
+const ADDRS: &str = "c0 00 02 01 7f 00 00 01 04 d2 07 5b";
+/// The names OpenSSL (and so HAProxy) gives the TLS 1.3 cipher suites.
+const TLS13_CIPHERS: [&str; 3] = [
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+const FAILURES: &str =
+    "streamgate_session_failures_total{kind=\"proxy_protocol\",origin=\"client\"}";
+
+/// A `stream_proxy.tcp` item on 127.0.0.1:`port` with `keys` (`proxy_protocol: true`, …).
+fn entry(port: u16, keys: &str) -> String {
+    format!("{{addr: \"127.0.0.1:{port}\", {keys}}}")
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A gateway on `entries` (items of `apisix.stream_proxy.tcp`) with extra lines for the
+/// `apisix` and `stream_proxy` sections, its access log on.
+fn gateway(entries: &[String], apisix: &str, stream_proxy: &str) -> Gateway {
+    let admin_port = free_port();
+    let config = config_with_tcp(admin_port, entries)
+        .replace(
+            "  stream_proxy:\n",
+            &format!("  stream_proxy:\n{stream_proxy}"),
+        )
+        .replace("apisix:\n", &format!("apisix:\n{apisix}"))
+        .replace("enable_access_log: false", "enable_access_log: true");
+    Gateway::start_with(&config, admin_port).unwrap()
+}
+
+fn put(gw: &Gateway, path: &str, body: Value) {
+    let reply = gw.admin("PUT", &format!("/apisix/admin/{path}"), &body.to_string());
+    assert!(reply.status < 300, "{path}: {}", reply.body);
+}
+
+fn nodes(addr: SocketAddr) -> Value {
+    json!({"type": "roundrobin", "nodes": {addr.to_string(): 1}})
+}
+
+/// Connects from `from`, sends `bytes`, half-closes and reads until the other side closed.
+/// Returns the client's address and what came back (`Err`: reset or timed out).
+fn talk(from: &str, to: SocketAddr, bytes: &[u8]) -> (SocketAddr, std::io::Result<Vec<u8>>) {
+    let mut stream = connect_from(from, to).unwrap();
+    let client = stream.local_addr().unwrap();
+    let reply = stream
+        .write_all(bytes)
+        .and_then(|()| stream.shutdown(Shutdown::Write))
+        .and_then(|()| {
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).map(|_| received)
+        });
+    (client, reply)
+}
+
+/// An upstream that reads the PROXY header each connection starts with (with the decoder
+/// streamgate uses), hands it to the test, answers `parsed\n`, and closes after the client.
+fn header_server() -> (SocketAddr, mpsc::Receiver<Result<Header, String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut bytes = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let header = loop {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => {
+                            let _ = tx.send(Err(format!("closed after {bytes:?}")));
+                            return;
+                        }
+                        Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                    }
+                    match parse(&bytes) {
+                        Ok(Parsed::Incomplete) => {}
+                        Ok(Parsed::Complete { header, .. }) => break header,
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("{e}: {bytes:?}")));
+                            return;
+                        }
+                    }
+                };
+                let _ = tx.send(Ok(header));
+                let _ = stream.write_all(b"parsed\n");
+                let _ = std::io::copy(&mut stream, &mut std::io::sink());
+                let _ = stream.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn next_header(headers: &mpsc::Receiver<Result<Header, String>>) -> Header {
+    headers
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a connection reached the upstream")
+        .expect("a PROXY header the decoder reads")
+}
+
+/// A TLS session through `to` from `from`: what came back after sending `hi`, and the
+/// client's address.
+fn tls_talk(to: SocketAddr, options: &ClientOptions<'_>) -> (SocketAddr, Vec<u8>, Vec<u8>) {
+    let mut session = TlsSession::open(to, options).unwrap();
+    let client = session.local_addr();
+    let served = session.served.clone();
+    session.send(b"hi").unwrap();
+    (client, served, session.finish().unwrap())
+}
+
+/// Polls `series` until it equals `want`.
+fn eventually(gw: &Gateway, series: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.metric(series) != want {
+        assert!(
+            Instant::now() < deadline,
+            "{series} stayed at {} (want {want})\n{}",
+            gw.metric(series),
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two HAProxy frontends in front of `target`, one sending v1 and one v2, their servers with
+/// `server_options` added.
+fn haproxy_sending_to(target: u16, server_options: &str) -> (Haproxy, SocketAddr, SocketAddr) {
+    let (v1, v2) = (free_port_on("127.0.0.1"), free_port_on("127.0.0.1"));
+    let haproxy = Haproxy::start(
+        &format!(
+            "
+frontend v1
+    bind 127.0.0.1:{v1}
+    default_backend send_v1
+backend send_v1
+    server gw 127.0.0.1:{target} send-proxy {server_options}
+frontend v2
+    bind 127.0.0.1:{v2}
+    default_backend send_v2
+backend send_v2
+    server gw 127.0.0.1:{target} send-proxy-v2 {server_options}
+"
+        ),
+        &[local(v1), local(v2)],
+    )
+    .unwrap();
+    (haproxy, local(v1), local(v2))
+}
+
+#[test]
+fn routes_plugins_and_logs_see_the_client_haproxy_reports() {
+    let a = NamedServer::start("127.0.0.1", "a").unwrap();
+    let b = NamedServer::start("127.0.0.1", "b").unwrap();
+    let pp = free_port_on("127.0.0.1");
+    let gw = gateway(&[entry(pp, "proxy_protocol: true")], "", "");
+    put(
+        &gw,
+        "stream_routes/1",
+        json!({"remote_addr": "127.0.0.5", "upstream": nodes(a.addr)}),
+    );
+    // One connection at a time per client HAProxy reports.
+    let limit = json!({"limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 0.1,
+        "key_type": "var_combination", "key": "$proxy_protocol_addr"}});
+    put(
+        &gw,
+        "stream_routes/2",
+        json!({"plugins": limit, "upstream": nodes(b.addr)}),
+    );
+    let (_haproxy, v1, v2) = haproxy_sending_to(pp, "");
+    // Every connection reaches streamgate from HAProxy's 127.0.0.1.
+    for (front, held_ip, other_ip) in [
+        (v1, "127.0.0.6", "127.0.0.8"),
+        (v2, "127.0.0.16", "127.0.0.18"),
+    ] {
+        // The route matches the reported client, and exactly the header is consumed: the
+        // upstream gets the client's bytes and nothing else.
+        let (client, reply) = talk("127.0.0.5", front, b"hi");
+        assert_eq!(reply.unwrap(), b"a\nhibye 2\n", "{front}");
+        let line = format!("client={client}");
+        let log = gw.wait_log(&line);
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&line) && l.contains("session closed route=1")),
+            "the access log names the reported client {client}:\n{log}"
+        );
+        let mut held = connect_from(held_ip, front).unwrap();
+        assert_eq!(greeting(&mut held).as_deref(), Some("b"));
+        assert_eq!(
+            who_answers(held_ip, front),
+            None,
+            "limit-conn counts {held_ip}'s connections"
+        );
+        assert_eq!(
+            who_answers(other_ip, front).as_deref(),
+            Some("b"),
+            "{other_ip} has a slot of its own"
+        );
+    }
+}
+
+#[test]
+fn a_tls_client_handshakes_behind_haproxys_header() {
+    let a = NamedServer::start("127.0.0.1", "a").unwrap();
+    let b = NamedServer::start("127.0.0.1", "b").unwrap();
+    let tls = free_port_on("127.0.0.1");
+    let gw = gateway(&[entry(tls, "tls: true, proxy_protocol: true")], "", "");
+    let ca = Ca::root("pp CA");
+    let server = ca.leaf(&["pp.test.com"], 1);
+    put(
+        &gw,
+        "ssls/1",
+        json!({"cert": server.cert, "key": server.key, "snis": ["pp.test.com"]}),
+    );
+    put(
+        &gw,
+        "stream_routes/1",
+        json!({"sni": "pp.test.com", "remote_addr": "127.0.0.5", "upstream": nodes(a.addr)}),
+    );
+    put(&gw, "stream_routes/2", json!({"upstream": nodes(b.addr)}));
+    let (_haproxy, v1, v2) = haproxy_sending_to(tls, "");
+    for front in [v1, v2] {
+        for (from, name) in [("127.0.0.5", "a"), ("127.0.0.6", "b")] {
+            let options = ClientOptions {
+                sni: Some("pp.test.com"),
+                from: Some(from),
+                ..Default::default()
+            };
+            let (_, served, received) = tls_talk(front, &options);
+            assert_eq!(served, der(&server.cert));
+            assert_eq!(received, format!("{name}\nhibye 2\n").as_bytes(), "{from}");
+        }
+    }
+}
+
+#[test]
+fn haproxy_accept_proxy_logs_the_client_streamgate_sends() {
+    let broker = NamedServer::start("127.0.0.1", "broker").unwrap();
+    let (plain, identity) = (free_port_on("127.0.0.1"), free_port_on("127.0.0.1"));
+    let haproxy = Haproxy::start(
+        &format!(
+            "
+frontend plain
+    bind 127.0.0.1:{plain} accept-proxy
+    default_backend broker
+frontend identity
+    bind 127.0.0.1:{identity} accept-proxy
+    log-format \"identity client=%ci:%cp authority=%[fc_pp_authority]\"
+    default_backend broker
+backend broker
+    server broker {}
+",
+            broker.addr
+        ),
+        &[local(plain), local(identity)],
+    )
+    .unwrap();
+    let (p1, p2, p3) = (
+        free_port_on("127.0.0.1"),
+        free_port_on("127.0.0.1"),
+        free_port_on("127.0.0.1"),
+    );
+    let gw = gateway(
+        &[
+            entry(p1, "proxy_protocol_to_upstream: true"),
+            entry(p2, "proxy_protocol_to_upstream: true, proxy_protocol_to_upstream_version: 2"),
+            entry(p3, "tls: true, proxy_protocol_to_upstream: true, proxy_protocol_to_upstream_version: 2"),
+        ],
+        "",
+        "",
+    );
+    for (id, port, front) in [("1", p1, plain), ("2", p2, plain), ("3", p3, identity)] {
+        put(
+            &gw,
+            &format!("stream_routes/{id}"),
+            json!({"server_port": port, "upstream": nodes(local(front))}),
+        );
+    }
+    // v1, then v2 without TLS: HAProxy's tcplog line starts with the client's address.
+    for (port, from) in [(p1, "127.0.0.7"), (p2, "127.0.0.17")] {
+        let (client, reply) = talk(from, local(port), b"hi");
+        assert_eq!(reply.unwrap(), b"broker\nhibye 2\n", "{from}");
+        let line = format!("{client} [");
+        let log = haproxy.wait_log(&line);
+        assert!(log.contains(&line), "HAProxy logged {client}:\n{log}");
+    }
+    // v2 after mTLS, its AUTHORITY and SSL TLVs included.
+    let ca = Ca::root("broker CA");
+    let server = ca.leaf(&["broker.test.com"], 1);
+    let device = ca.leaf(&["device-7"], 7);
+    put(
+        &gw,
+        "ssls/1",
+        json!({"cert": server.cert, "key": server.key, "snis": ["broker.test.com"],
+               "client": {"ca": ca.pem}}),
+    );
+    let options = ClientOptions {
+        sni: Some("broker.test.com"),
+        cert: Some(&device),
+        from: Some("127.0.0.27"),
+        ..Default::default()
+    };
+    let (client, _, received) = tls_talk(local(p3), &options);
+    assert_eq!(received, b"broker\nhibye 2\n");
+    let line = format!("identity client={client} authority=broker.test.com");
+    let log = haproxy.wait_log(&line);
+    assert!(log.contains(&line), "{line}:\n{log}");
+}
+
+#[test]
+fn the_v2_header_sent_after_mtls_parses_back() {
+    let (upstream, headers) = header_server();
+    let tls = free_port_on("127.0.0.1");
+    // The global keys this time: every listener sends v2.
+    let gw = gateway(
+        &[entry(tls, "tls: true")],
+        "  proxy_protocol:\n    enable_tcp_pp_to_upstream: true\n    tcp_pp_to_upstream_version: 2\n",
+        "",
+    );
+    let ca = Ca::root("device CA");
+    let mqtt = ca.leaf(&["mqtt.example.com"], 1);
+    let open = ca.leaf(&["open.example.com"], 2);
+    let device = ca.leaf(&["device-42"], 42);
+    put(
+        &gw,
+        "ssls/mtls",
+        json!({"cert": mqtt.cert, "key": mqtt.key, "snis": ["mqtt.example.com"],
+               "client": {"ca": ca.pem}}),
+    );
+    put(
+        &gw,
+        "ssls/open",
+        json!({"cert": open.cert, "key": open.key, "snis": ["open.example.com"]}),
+    );
+    put(&gw, "stream_routes/1", json!({"upstream": nodes(upstream)}));
+
+    let options = ClientOptions {
+        sni: Some("mqtt.example.com"),
+        cert: Some(&device),
+        from: Some("127.0.0.9"),
+        ..Default::default()
+    };
+    let (client, _, received) = tls_talk(local(tls), &options);
+    assert_eq!(received, b"parsed\n");
+    let header = next_header(&headers);
+    let addresses = header.addresses.expect("PROXY command with addresses");
+    assert_eq!(addresses.source, client);
+    assert_eq!(addresses.destination, local(tls));
+    assert_eq!(header.authority.as_deref(), Some("mqtt.example.com"));
+    let ssl = header.ssl.expect("PP2_TYPE_SSL");
+    assert_eq!(ssl.client, CLIENT_SSL | CLIENT_CERT_CONN);
+    assert_eq!(ssl.verify, 0, "a verified client certificate");
+    assert_eq!(ssl.cn.as_deref(), Some("device-42"));
+    assert_eq!(ssl.version.as_deref(), Some("TLSv1.3"));
+    assert!(ssl.cipher.is_some());
+
+    // TLS 1.2 without a client certificate: no CN, and verify says so.
+    let options = ClientOptions {
+        sni: Some("open.example.com"),
+        versions: Some(&[&rustls::version::TLS12]),
+        from: Some("127.0.0.10"),
+        ..Default::default()
+    };
+    let (client, _, received) = tls_talk(local(tls), &options);
+    assert_eq!(received, b"parsed\n");
+    let header = next_header(&headers);
+    assert_eq!(header.addresses.unwrap().source, client);
+    assert_eq!(header.authority.as_deref(), Some("open.example.com"));
+    let ssl = header.ssl.expect("PP2_TYPE_SSL");
+    assert_eq!(ssl.client, CLIENT_SSL);
+    assert_ne!(ssl.verify, 0, "no client certificate was verified");
+    assert_eq!(ssl.cn, None);
+    assert_eq!(ssl.version.as_deref(), Some("TLSv1.2"));
+    assert!(ssl.cipher.is_some());
+}
+
+#[test]
+fn haproxys_v2_tlvs_after_mtls_decode_and_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::root("edge CA");
+    let server = ca.leaf(&["edge.test.com"], 1);
+    let device = ca.leaf(&["device-9"], 9);
+    let crt = write(
+        dir.path(),
+        "edge.pem",
+        &format!("{}{}", server.cert, server.key),
+    );
+    let ca_file = write(dir.path(), "ca.pem", &ca.pem);
+    let (capture, headers) = header_server();
+    let a = NamedServer::start("127.0.0.1", "a").unwrap();
+    let b = NamedServer::start("127.0.0.1", "b").unwrap();
+    let pp = free_port_on("127.0.0.1");
+    let gw = gateway(&[entry(pp, "proxy_protocol: true")], "", "");
+    put(
+        &gw,
+        "stream_routes/1",
+        json!({"remote_addr": "127.0.0.5", "upstream": nodes(a.addr)}),
+    );
+    put(&gw, "stream_routes/2", json!({"upstream": nodes(b.addr)}));
+    // Every TLV HAProxy 2.6 can send after terminating mTLS.
+    let (to_capture, to_gateway) = (free_port_on("127.0.0.1"), free_port_on("127.0.0.1"));
+    let send = "send-proxy-v2-ssl-cn proxy-v2-options ssl-cipher,cert-sig,cert-key,authority,crc32c,unique-id";
+    let bind = format!(
+        "ssl crt {} ca-file {} verify required",
+        crt.display(),
+        ca_file.display()
+    );
+    let _haproxy = Haproxy::start(
+        &format!(
+            "
+frontend capture
+    bind 127.0.0.1:{to_capture} {bind}
+    unique-id-format %ci:%cp_%Ts_%rt
+    default_backend capture
+backend capture
+    server capture {capture} {send}
+frontend edge
+    bind 127.0.0.1:{to_gateway} {bind}
+    unique-id-format %ci:%cp_%Ts_%rt
+    default_backend gw
+backend gw
+    server gw 127.0.0.1:{pp} {send}
+"
+        ),
+        &[local(to_capture), local(to_gateway)],
+    )
+    .unwrap();
+    let options = |from| ClientOptions {
+        sni: Some("edge.test.com"),
+        cert: Some(&device),
+        from: Some(from),
+        ..Default::default()
+    };
+
+    // The decoder reads HAProxy's header.
+    let (client, _, received) = tls_talk(local(to_capture), &options("127.0.0.5"));
+    assert_eq!(received, b"parsed\n");
+    let header = next_header(&headers);
+    assert_eq!(header.addresses.unwrap().source, client);
+    assert_eq!(header.authority.as_deref(), Some("edge.test.com"));
+    let ssl = header.ssl.expect("PP2_TYPE_SSL");
+    assert_eq!(
+        ssl.client & (CLIENT_SSL | CLIENT_CERT_CONN),
+        CLIENT_SSL | CLIENT_CERT_CONN
+    );
+    assert_eq!(ssl.verify, 0);
+    assert_eq!(ssl.cn.as_deref(), Some("device-9"));
+    assert_eq!(ssl.version.as_deref(), Some("TLSv1.3"));
+    let cipher = ssl.cipher.expect("PP2_SUBTYPE_SSL_CIPHER");
+    assert!(TLS13_CIPHERS.contains(&cipher.as_str()), "{cipher}");
+
+    // The gateway reads it too, and routes on the client it names.
+    for (from, name) in [("127.0.0.5", "a"), ("127.0.0.6", "b")] {
+        let (_, _, received) = tls_talk(local(to_gateway), &options(from));
+        assert_eq!(received, format!("{name}\nhibye 2\n").as_bytes(), "{from}");
+    }
+    assert_eq!(gw.metric(FAILURES), 0.0, "{}", gw.log());
+}
+
+#[test]
+fn local_and_unknown_headers_keep_the_socket_address() {
+    let socket = NamedServer::start("127.0.0.1", "socket").unwrap();
+    let reported = NamedServer::start("127.0.0.1", "reported").unwrap();
+    let v6 = NamedServer::start("127.0.0.1", "v6").unwrap();
+    let port = free_port_on("127.0.0.1");
+    // The global key this time, on a plain entry.
+    let gw = gateway(
+        &[format!("\"127.0.0.1:{port}\"")],
+        "  proxy_protocol:\n    enable_tcp_pp: true\n",
+        "",
+    );
+    for (id, client, server) in [
+        ("1", "127.0.0.9", &socket),
+        ("2", "192.0.2.1", &reported),
+        ("3", "2001:db8::1", &v6),
+    ] {
+        put(
+            &gw,
+            &format!("stream_routes/{id}"),
+            json!({"remote_addr": client, "upstream": nodes(server.addr)}),
+        );
+    }
+    let listen = local(port);
+    let built = sg_proxy_protocol::v2(
+        "192.0.2.1:1234".parse().unwrap(),
+        "127.0.0.1:1883".parse().unwrap(),
+        None,
+        None,
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("v2 LOCAL", hex(&format!("{SIG} 20 00 00 00")), "socket"),
+        (
+            "v2 LOCAL with addresses",
+            hex(&format!("{SIG} 20 11 00 0c {ADDRS}")),
+            "socket",
+        ),
+        (
+            "v2 PROXY, address family unspecified",
+            hex(&format!("{SIG} 21 00 00 00")),
+            "socket",
+        ),
+        ("v1 UNKNOWN", b"PROXY UNKNOWN\r\n".to_vec(), "socket"),
+        ("v2 PROXY", built, "reported"),
+        (
+            "v1 TCP4",
+            b"PROXY TCP4 192.0.2.1 127.0.0.1 1234 1883\r\n".to_vec(),
+            "reported",
+        ),
+        (
+            "v1 TCP6",
+            b"PROXY TCP6 2001:db8::1 2001:db8::2 1234 1883\r\n".to_vec(),
+            "v6",
+        ),
+    ];
+    for (what, header, name) in cases {
+        let (_, reply) = talk("127.0.0.9", listen, &[header.as_slice(), b"hi"].concat());
+        assert_eq!(
+            String::from_utf8_lossy(&reply.unwrap_or_default()),
+            format!("{name}\nhibye 2\n"),
+            "{what}"
+        );
+    }
+    assert_eq!(gw.metric(FAILURES), 0.0);
+}
+
+#[test]
+fn hostile_headers_close_only_their_own_connection() {
+    let up = NamedServer::start("127.0.0.1", "up").unwrap();
+    let port = free_port_on("127.0.0.1");
+    let gw = gateway(
+        &[entry(port, "proxy_protocol: true")],
+        "",
+        "    preread_timeout: 3\n",
+    );
+    put(&gw, "stream_routes/1", json!({"upstream": nodes(up.addr)}));
+    let listen = local(port);
+    let good = b"PROXY TCP4 192.0.2.1 127.0.0.1 1234 1883\r\n";
+
+    // A session established before the hostile connections, used after them.
+    let mut established = connect_from("127.0.0.1", listen).unwrap();
+    established.write_all(good).unwrap();
+    assert_eq!(greeting(&mut established).as_deref(), Some("up"));
+    // A header begun and never finished: only preread_timeout ends it.
+    let mut silent = connect_from("127.0.0.1", listen).unwrap();
+    silent.write_all(b"PROXY TCP4 192.0.2.1 ").unwrap();
+    let begun = Instant::now();
+
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "120 bytes of v1 without CRLF",
+            [b"PROXY ".as_slice(), &[b'1'; 114]].concat(),
+        ),
+        (
+            "a v1 header with a bad address",
+            b"PROXY TCP4 999.0.2.1 127.0.0.1 1234 1883\r\n".to_vec(),
+        ),
+        (
+            "an MQTT CONNECT without a header",
+            hex("10 0f 00 04 4d 51 54 54 04 02 00 3c 00 03 66 6f 6f"),
+        ),
+        (
+            "a v2 header announcing 64 KiB",
+            hex(&format!("{SIG} 21 11 ff ff")),
+        ),
+        (
+            "a v2 length too short for its addresses",
+            hex(&format!("{SIG} 21 11 00 04 7f 00 00 01")),
+        ),
+        (
+            "a v2 header of version 3",
+            hex(&format!("{SIG} 31 11 00 0c {ADDRS}")),
+        ),
+        (
+            "a v2 TLV running past the header",
+            hex(&format!("{SIG} 21 11 00 0f {ADDRS} 02 00 0a")),
+        ),
+        (
+            "a v2 SSL TLV too short for its fields",
+            hex(&format!("{SIG} 21 11 00 11 {ADDRS} 20 00 02 01 00")),
+        ),
+    ];
+    for (what, bytes) in &hostile {
+        let sent = Instant::now();
+        let (_, reply) = talk("127.0.0.1", listen, bytes);
+        assert!(
+            reply.as_ref().map_or(true, Vec::is_empty),
+            "{what}: the upstream answered {reply:?}"
+        );
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "{what}: closed at once, not by the timeout ({:?})",
+            sent.elapsed()
+        );
+    }
+
+    // A new connection right after, while the silent one still waits, and the session from
+    // before.
+    let (_, reply) = talk("127.0.0.1", listen, &[good.as_slice(), b"hi"].concat());
+    assert_eq!(reply.unwrap(), b"up\nhibye 2\n");
+    established.write_all(b"hi").unwrap();
+    established.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    established.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"hibye 2\n");
+
+    let mut unanswered = Vec::new();
+    let closed = silent.read_to_end(&mut unanswered);
+    assert!(
+        closed.is_err() || unanswered.is_empty(),
+        "{closed:?} {unanswered:?}"
+    );
+    let waited = begun.elapsed();
+    assert!(
+        waited > Duration::from_secs(2) && waited < Duration::from_secs(10),
+        "closed by preread_timeout (3 s) after {waited:?}"
+    );
+
+    eventually(&gw, FAILURES, hostile.len() as f64 + 1.0);
+    let log = gw.log();
+    for line in [
+        "broken PROXY protocol header: PROXY protocol v1 header longer than 107 bytes",
+        "broken PROXY protocol header: timed out",
+    ] {
+        assert!(log.contains(line), "{line}:\n{log}");
+    }
+}
