@@ -572,6 +572,14 @@ fn hostile_headers_close_only_their_own_connection() {
 
     let hostile: Vec<(&str, Vec<u8>)> = vec![
         (
+            "a v1 header cut short by the client's FIN",
+            b"PROXY TCP4 192.0.2.1".to_vec(),
+        ),
+        (
+            "a v2 header cut short by the client's FIN",
+            hex(&format!("{SIG} 21 11 00 0c c0 00")),
+        ),
+        (
             "120 bytes of v1 without CRLF",
             [b"PROXY ".as_slice(), &[b'1'; 114]].concat(),
         ),
@@ -643,6 +651,7 @@ fn hostile_headers_close_only_their_own_connection() {
     eventually(&gw, FAILURES, hostile.len() as f64 + 1.0);
     let log = gw.log();
     for line in [
+        "broken PROXY protocol header: unexpected end of file",
         "broken PROXY protocol header: PROXY protocol v1 header longer than 107 bytes",
         "broken PROXY protocol header: timed out",
     ] {

@@ -45,7 +45,7 @@ async fn peek_header(client: &TcpStream) -> io::Result<Peeked> {
     // A second descriptor of the same socket, for std's safe `peek`.
     let peeker = std::net::TcpStream::from(SockRef::from(client).try_clone()?);
     loop {
-        client.readable().await?;
+        let ready = client.ready(Interest::READABLE).await?;
         let peeked = client.try_io(Interest::READABLE, || {
             let mut buf = [0; V2_MAX];
             let n = peeker.peek(&mut buf)?;
@@ -60,6 +60,12 @@ async fn peek_header(client: &TcpStream) -> io::Result<Peeked> {
             }
         });
         match peeked {
+            // The client closed its side with the header unfinished: no byte can complete it.
+            // (A closed state is never cleared, so waiting again would return at once, for
+            // ever.)
+            Err(e) if e.kind() == IoKind::WouldBlock && ready.is_read_closed() => {
+                return Ok(Peeked::Closed);
+            }
             Err(e) if e.kind() == IoKind::WouldBlock => continue,
             other => return other,
         }
@@ -116,4 +122,75 @@ fn common_name(certificate: &[u8]) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
     let cn = parsed.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Runs `receive` on a server socket whose client wrote `bytes` and, with `fin`, closed its
+    /// side; the answer must come within 5 s although the deadline is an hour away. On its own
+    /// thread, so a receive that never yields fails the test instead of hanging it.
+    fn received(bytes: &'static [u8], fin: bool) -> Result<(Header, Vec<u8>), String> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let mut client = TcpStream::connect(listener.local_addr().unwrap())
+                    .await
+                    .unwrap();
+                let (mut server, _) = listener.accept().await.unwrap();
+                client.write_all(bytes).await.unwrap();
+                if fin {
+                    client.shutdown().await.unwrap();
+                }
+                let deadline = Instant::now() + Duration::from_secs(3600);
+                let answer = match receive(&mut server, deadline).await {
+                    Ok(header) => {
+                        let mut rest = Vec::new();
+                        if fin {
+                            server.read_to_end(&mut rest).await.unwrap();
+                        }
+                        Ok((header, rest))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = tx.send(answer);
+            });
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("receive answered before its deadline")
+    }
+
+    #[test]
+    fn a_header_cut_short_by_the_clients_fin_fails_at_once() {
+        let v2_start = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00";
+        for partial in [&b"PROXY TCP4 192.0.2.1"[..], &b"PROXY"[..], &v2_start[..]] {
+            let error = received(partial, true).unwrap_err();
+            assert!(error.contains("unexpected end of file"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_header_is_consumed_and_the_bytes_after_it_stay() {
+        let (header, rest) = received(
+            b"PROXY TCP4 192.0.2.1 127.0.0.1 1234 1883\r\n\x10\x0f",
+            true,
+        )
+        .unwrap();
+        let source = header.addresses.unwrap().source;
+        assert_eq!(source, "192.0.2.1:1234".parse().unwrap());
+        assert_eq!(rest, b"\x10\x0f");
+        assert!(received(b"\x10\x0f\x00\x04MQTT", false).is_err());
+    }
 }
