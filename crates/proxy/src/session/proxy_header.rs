@@ -106,8 +106,7 @@ fn ssl_of(connection: &rustls::ServerConnection) -> Ssl {
         }),
         cipher: connection
             .negotiated_cipher_suite()
-            .and_then(|suite| suite.suite().as_str())
-            .map(str::to_owned),
+            .and_then(|suite| cipher_name(suite.suite())),
         cn: None,
     };
     if let Some(certificate) = certificate {
@@ -115,6 +114,26 @@ fn ssl_of(connection: &rustls::ServerConnection) -> Ssl {
         ssl.cn = common_name(certificate);
     }
     ssl
+}
+
+/// The name OpenSSL gives a cipher suite, which HAProxy sends and brokers log
+/// (`TLS_AES_128_GCM_SHA256`, `ECDHE-RSA-AES128-GCM-SHA256`); rustls' own names
+/// (`TLS13_AES_128_GCM_SHA256`) are neither OpenSSL's nor IANA's. rustls' name for any other.
+fn cipher_name(suite: rustls::CipherSuite) -> Option<String> {
+    use rustls::CipherSuite as S;
+    let name = match suite {
+        S::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        S::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        S::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        other => return other.as_str().map(str::to_owned),
+    };
+    Some(name.to_owned())
 }
 
 /// The first common name of a certificate's subject.
@@ -179,6 +198,26 @@ mod tests {
             let error = received(partial, true).unwrap_err();
             assert!(error.contains("unexpected end of file"), "{error}");
         }
+    }
+
+    #[test]
+    fn cipher_suites_go_by_openssls_names() {
+        for suite in rustls::crypto::ring::ALL_CIPHER_SUITES {
+            let name = cipher_name(suite.suite()).unwrap();
+            assert!(
+                !name.starts_with("TLS13_") && !name.contains("_WITH_"),
+                "{name}"
+            );
+        }
+        let name = |suite| cipher_name(suite).unwrap();
+        assert_eq!(
+            name(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
+            "TLS_AES_256_GCM_SHA384"
+        );
+        assert_eq!(
+            name(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+            "ECDHE-RSA-AES128-GCM-SHA256"
+        );
     }
 
     #[test]
