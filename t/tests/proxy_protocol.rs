@@ -192,7 +192,9 @@ fn routes_plugins_and_logs_see_the_client_haproxy_reports() {
         "stream_routes/2",
         json!({"plugins": limit, "upstream": nodes(b.addr)}),
     );
-    let (_haproxy, v1, v2) = haproxy_sending_to(pp, "");
+    // HAProxy's health checks send a header too: v1 with the check connection's own
+    // addresses, v2 a LOCAL command.
+    let (_haproxy, v1, v2) = haproxy_sending_to(pp, "check inter 100ms");
     // Every connection reaches streamgate from HAProxy's 127.0.0.1.
     for (front, held_ip, other_ip) in [
         (v1, "127.0.0.6", "127.0.0.8"),
@@ -204,10 +206,13 @@ fn routes_plugins_and_logs_see_the_client_haproxy_reports() {
         assert_eq!(reply.unwrap(), b"a\nhibye 2\n", "{front}");
         let line = format!("client={client}");
         let log = gw.wait_log(&line);
+        // `conn{balancer=127.0.0.1:… server=… client=127.0.0.5:…}: session closed route=1 …`
         assert!(
-            log.lines()
-                .any(|l| l.contains(&line) && l.contains("session closed route=1")),
-            "the access log names the reported client {client}:\n{log}"
+            log.lines().any(|l| l.contains(&line)
+                && l.contains("session closed route=1")
+                && l.contains("{balancer=127.0.0.1:")
+                && l.matches("client=").count() == 1),
+            "the access log names the reported client {client}, and HAProxy as the balancer:\n{log}"
         );
         let mut held = connect_from(held_ip, front).unwrap();
         assert_eq!(greeting(&mut held).as_deref(), Some("b"));
@@ -222,6 +227,19 @@ fn routes_plugins_and_logs_see_the_client_haproxy_reports() {
             "{other_ip} has a slot of its own"
         );
     }
+    // Health checks are routed by HAProxy's own address, which is the client they name.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let check = |line: &str| {
+        let field = |name: &str| line.split(name).nth(1)?.split([' ', '}']).next();
+        line.contains("session closed route=2")
+            && field("{balancer=").is_some()
+            && field("{balancer=") == field(" client=")
+    };
+    while !gw.log().lines().any(check) {
+        assert!(Instant::now() < deadline, "no health check:\n{}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gw.metric(FAILURES), 0.0, "{}", gw.log());
 }
 
 #[test]

@@ -109,7 +109,18 @@ fn close_unrouted(client: ClientIo, read_some: bool) {
 
 /// Opens the connection's span, then sets the session up inside it.
 async fn establish(accepted: Accepted) -> Option<Established> {
-    let span = tracing::info_span!("conn", client = %accepted.remote, server = %accepted.server);
+    // Behind a PROXY protocol sender the socket's peer is that balancer; `client` is known
+    // once its header is read (`set_up` records it), and named once in the line.
+    let span = if accepted.listening.proxy_protocol {
+        tracing::info_span!(
+            "conn",
+            balancer = %accepted.remote,
+            server = %accepted.server,
+            client = tracing::field::Empty
+        )
+    } else {
+        tracing::info_span!("conn", client = %accepted.remote, server = %accepted.server)
+    };
     match set_up(accepted, span.clone())
         .instrument(span.clone())
         .await
@@ -205,8 +216,8 @@ async fn set_up(
         if let Some(addresses) = header.addresses {
             remote = addresses.source;
             proxied = Some(addresses.source);
-            span.record("client", tracing::field::display(remote));
         }
+        span.record("client", tracing::field::display(remote));
         if !listening.tls {
             let snapshot = gateway.snapshots.load();
             let fallback_sni = gateway.fallback_sni.as_deref();
