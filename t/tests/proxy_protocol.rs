@@ -682,3 +682,42 @@ fn hostile_headers_close_only_their_own_connection() {
         assert!(log.contains(line), "{line}:\n{log}");
     }
 }
+
+#[test]
+fn the_connection_rate_applies_to_the_client_the_header_names() {
+    let up = NamedServer::start("127.0.0.1", "up").unwrap();
+    let port = free_port_on("127.0.0.1");
+    // One connection per client per 100 s.
+    let gw = gateway(
+        &[entry(port, "proxy_protocol: true")],
+        "",
+        "    client_conn_rate: 0.01\n    client_conn_burst: 1\n",
+    );
+    put(&gw, "stream_routes/1", json!({"upstream": nodes(up.addr)}));
+    let listen = local(port);
+    // Every connection comes from 127.0.0.1, as from one balancer.
+    let from = |client: &str| {
+        let header = format!("PROXY TCP4 {client} 127.0.0.1 1234 1883\r\nhi");
+        talk("127.0.0.1", listen, header.as_bytes()).1
+    };
+    assert_eq!(from("192.0.2.1").unwrap(), b"up\nhibye 2\n");
+    assert!(
+        from("192.0.2.1").map_or(true, |reply| reply.is_empty()),
+        "192.0.2.1's second connection is over its rate"
+    );
+    assert_eq!(
+        from("192.0.2.2").unwrap(),
+        b"up\nhibye 2\n",
+        "192.0.2.2 has a bucket of its own"
+    );
+    eventually(
+        &gw,
+        "streamgate_connections_refused_total{reason=\"client_rate\"}",
+        1.0,
+    );
+    eventually(
+        &gw,
+        "streamgate_session_failures_total{kind=\"client_rate\",origin=\"client\"}",
+        1.0,
+    );
+}

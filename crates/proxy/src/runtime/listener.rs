@@ -186,9 +186,11 @@ struct Accepting {
 }
 
 impl Accepting {
-    /// Refuses a client over its connection rate, with a reset.
+    /// Refuses a client over its connection rate, with a reset. Behind a PROXY protocol
+    /// sender every connection comes from the balancer: the session applies the rate to the
+    /// client its header names instead.
     fn refuses(&self, client: &TcpStream, remote: SocketAddr) -> bool {
-        if self.gateway.storm.admit(remote.ip()) {
+        if self.listening.proxy_protocol || self.gateway.storm.admit(remote.ip()) {
             return false;
         }
         METRICS.refuse("client_rate");

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Handshake,
     /// A PROXY protocol listener got no valid header in time.
     ProxyProtocol,
+    /// The client a PROXY protocol header names opens connections faster than
+    /// `client_conn_rate` allows (elsewhere the rate is applied at accept, before a session).
+    ClientRate,
     /// No stream route takes the connection.
     NoRoute,
     /// A plugin refused the client in its pre-read phase.
@@ -62,6 +65,7 @@ impl ErrorKind {
             ErrorKind::HandshakeTimeout => "handshake_timeout",
             ErrorKind::Handshake => "handshake_error",
             ErrorKind::ProxyProtocol => "proxy_protocol",
+            ErrorKind::ClientRate => "client_rate",
             ErrorKind::NoRoute => "no_route",
             ErrorKind::Refused => "refused",
             ErrorKind::NoUpstream => "no_upstream",
@@ -82,6 +86,7 @@ impl ErrorKind {
             | ErrorKind::HandshakeTimeout
             | ErrorKind::Handshake
             | ErrorKind::ProxyProtocol
+            | ErrorKind::ClientRate
             | ErrorKind::NoRoute
             | ErrorKind::Refused => Origin::Client,
             ErrorKind::Resolve
@@ -182,6 +187,7 @@ impl fmt::Display for Error {
             ErrorKind::HandshakeTimeout => f.write_str("TLS handshake timed out"),
             ErrorKind::Handshake => write!(f, "TLS handshake failed: {cause}"),
             ErrorKind::ProxyProtocol => write!(f, "broken PROXY protocol header: {cause}"),
+            ErrorKind::ClientRate => f.write_str("client over its connection rate"),
             ErrorKind::NoRoute => f.write_str("not hit any route"),
             // The context names the plugin and its status, as APISIX logs them.
             ErrorKind::Refused => f.write_str(context),

@@ -144,7 +144,7 @@ fn record(failed: &Failed) {
         })
         .inc();
     match kind {
-        ErrorKind::HandshakeLimit => METRICS.refuse(kind.label()),
+        ErrorKind::HandshakeLimit | ErrorKind::ClientRate => METRICS.refuse(kind.label()),
         ErrorKind::NoSni
         | ErrorKind::NoCertificate
         | ErrorKind::HandshakeTimeout
@@ -161,8 +161,8 @@ fn record(failed: &Failed) {
     match (kind, &failed.route) {
         // Expected traffic on a shared port: APISIX logs it at info.
         (ErrorKind::NoRoute, _) => info!("{}", failed.error),
-        // Counted only, as the per-client rate refusals: a storm must not flood the log.
-        (ErrorKind::HandshakeLimit, _) => {}
+        // Counted only: a storm must not flood the log.
+        (ErrorKind::HandshakeLimit | ErrorKind::ClientRate, _) => {}
         _ if !logs::allow(kind.log_kind()) => {}
         (ErrorKind::Refused, _) | (_, None) => {
             warn!("{}", failed.error)
@@ -218,6 +218,12 @@ async fn set_up(
             proxied = Some(addresses.source);
         }
         span.record("client", tracing::field::display(remote));
+        // The storm guard's per-client rate, which the listener left to this point: the
+        // socket's peer is the balancer, shared by every client.
+        if !gateway.storm.admit(remote.ip()) {
+            reject(Either::Left(tcp));
+            return Err(Error::new(ErrorKind::ClientRate).into());
+        }
         if !listening.tls {
             let snapshot = gateway.snapshots.load();
             let fallback_sni = gateway.fallback_sni.as_deref();
