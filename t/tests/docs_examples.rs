@@ -1,5 +1,6 @@
-//! Every curl command of docs/mqtt-proxy.md and docs/tls.md, run verbatim with curl against the
-//! built binary on the shipped configuration (only the admin port is changed): each must succeed.
+//! Every curl command of docs/mqtt-proxy.md, docs/tls.md and docs/proxy-protocol.md, run
+//! verbatim with curl against the built binary on the shipped configuration (only the admin port
+//! is changed): each must succeed.
 
 use std::path::Path;
 use std::process::Command;
@@ -79,5 +80,16 @@ fn tls_page_examples_work_verbatim() {
     assert_eq!(
         gw.admin("GET", "/apisix/admin/stream_routes/1", "").json()["value"]["sni"],
         "mqtt.example.com"
+    );
+}
+
+#[test]
+fn proxy_protocol_page_examples_work_verbatim() {
+    let gw = run_page("proxy-protocol.md", Path::new("."), 1);
+    let route = gw.admin("GET", "/apisix/admin/stream_routes/1", "").json();
+    assert_eq!(route["value"]["remote_addr"], "198.51.100.0/24");
+    assert_eq!(
+        route["value"]["plugins"]["limit-conn"]["key"],
+        "$proxy_protocol_addr"
     );
 }
