@@ -1,6 +1,6 @@
 //! The built binary with one worker and with more workers than cores:
 //! concurrent clients each get their own upstream conversation back, whole and in order,
-//! whichever worker accepted or ran their session (hand-offs and surges included), and every
+//! whichever worker accepted or ran their session (hand-offs included), and every
 //! half-close is forwarded.
 
 use std::net::SocketAddr;
