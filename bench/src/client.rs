@@ -1,5 +1,6 @@
 //! Opening MQTT sessions, plain or over TLS, and the rustls client configuration (no session
-//! resumption, so every TLS connection is a full handshake).
+//! resumption unless asked, so every TLS connection is a full handshake; a client certificate
+//! for mTLS listeners).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use sg_blackbox::pki::Pair;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -39,13 +42,34 @@ impl Tls {
         Tls::with_resumption(sni, Resumption::in_memory_sessions(1024))
     }
 
+    /// As [`Tls::new`], presenting `client` (a PEM certificate and key) to a server that asks
+    /// for one (mTLS).
+    pub fn with_certificate(sni: &str, client: &Pair) -> Result<Tls> {
+        let chain = CertificateDer::pem_slice_iter(client.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .context("the client certificate")?;
+        let key = PrivateKeyDer::from_pem_slice(client.key.as_bytes()).context("the client key")?;
+        Tls::build(sni, Resumption::disabled(), Some((chain, key)))
+    }
+
     fn with_resumption(sni: &str, resumption: Resumption) -> Result<Tls> {
+        Tls::build(sni, resumption, None)
+    }
+
+    fn build(
+        sni: &str,
+        resumption: Resumption,
+        identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Result<Tls> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider.clone())
+        let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider)));
+        let mut config = match identity {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+            None => builder.with_no_client_auth(),
+        };
         config.resumption = resumption;
         Ok(Tls {
             connector: TlsConnector::from(Arc::new(config)),

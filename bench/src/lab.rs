@@ -1,5 +1,7 @@
 //! The systems under test, on loopback: two mosquitto brokers (plain and TLS listeners), and in
 //! front of them either nothing (direct), streamgate or HAProxy, each started fresh per run.
+//! Each proxy has a plain listener, a TLS one, an mTLS one (client certificates required) and a
+//! TLS one that speaks TLS to the brokers too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,9 @@ use crate::placement::{command_on, CpuList};
 /// The SNI every TLS client sends; the certificates are issued for it.
 pub const SNI: &str = "mqtt.bench.test";
 
+/// The SNI of mTLS clients: streamgate's SSL object for it requires a client certificate.
+pub const MTLS_SNI: &str = "mtls.bench.test";
+
 /// Settings of the lab.
 pub struct LabOptions {
     pub haproxy_cfg: PathBuf,
@@ -36,6 +41,10 @@ pub struct Lab {
     pub brokers: [Broker; 2],
     pub broker_tls: [SocketAddr; 2],
     pair: Pair,
+    /// The CA that signed every certificate, PEM: the client CA of the mTLS listeners.
+    ca: String,
+    /// The certificate mTLS clients present.
+    pub device: Pair,
     haproxy_template: String,
     options: LabOptions,
 }
@@ -58,6 +67,10 @@ pub struct System {
     pub plain: Vec<SocketAddr>,
     /// MQTT over TLS addresses, likewise.
     pub tls: Vec<SocketAddr>,
+    /// MQTT over TLS with a client certificate (none for direct).
+    pub mtls: Vec<SocketAddr>,
+    /// MQTT over TLS, relayed over TLS to the brokers (none for direct).
+    pub tls_upstream: Vec<SocketAddr>,
     /// The proxy process (none for direct).
     pub pid: Option<u32>,
     child: Option<Child>,
@@ -104,7 +117,10 @@ impl Lab {
                 )
             })?;
         let dir = tempfile::tempdir()?;
-        let pair = Ca::root("bench CA").leaf(&[SNI], 1);
+        let ca = Ca::root("bench CA");
+        let pair = ca.leaf(&[SNI, MTLS_SNI], 1);
+        let device = ca.leaf(&["device.bench.test"], 2);
+        write(dir.path(), "ca.crt", &ca.pem);
         let cert = write(dir.path(), "server.crt", &pair.cert);
         let key = write(dir.path(), "server.key", &pair.key);
         write(
@@ -129,6 +145,8 @@ impl Lab {
             brokers,
             broker_tls: [broker_tls[0], broker_tls[1]],
             pair,
+            ca: ca.pem,
+            device,
             haproxy_template,
             options,
         })
@@ -141,6 +159,8 @@ impl Lab {
                 kind,
                 plain: self.brokers.iter().map(|b| b.addr).collect(),
                 tls: self.broker_tls.to_vec(),
+                mtls: Vec::new(),
+                tls_upstream: Vec::new(),
                 pid: None,
                 child: None,
                 _dir: None,
@@ -158,15 +178,20 @@ impl Lab {
     }
 
     /// streamgate as users run it for MQTT: the mqtt-proxy plugin and a chash upstream keyed
-    /// on `mqtt_client_id` over both brokers, plus a TLS listener with an SSL object for SNI.
+    /// on `mqtt_client_id` over both brokers, plus TLS listeners with SSL objects for SNI (the
+    /// one for [`MTLS_SNI`] requires a client certificate), and a route for the TLS-upstream
+    /// listener whose upstream has `scheme: tls` over the brokers' TLS listeners.
     fn streamgate(&self, kind: Kind, level: Option<&str>) -> Result<System> {
         let (admin_port, plain, tls) = (free_port(), free_port(), free_port());
+        let (mtls, tls_upstream) = (free_port(), free_port());
         let proxy_protocol = if kind.proxied() { "true" } else { "false" };
         let config = config_with_tcp(
             admin_port,
             &[
                 format!("{{addr: \"127.0.0.1:{plain}\", proxy_protocol: {proxy_protocol}}}"),
                 format!("{{addr: \"127.0.0.1:{tls}\", tls: true}}"),
+                format!("{{addr: \"127.0.0.1:{mtls}\", tls: true}}"),
+                format!("{{addr: \"127.0.0.1:{tls_upstream}\", tls: true}}"),
             ],
         );
         let dir = tempfile::tempdir()?;
@@ -209,6 +234,8 @@ impl Lab {
             kind,
             plain: vec![SocketAddr::from(([127, 0, 0, 1], plain))],
             tls: vec![SocketAddr::from(([127, 0, 0, 1], tls))],
+            mtls: vec![SocketAddr::from(([127, 0, 0, 1], mtls))],
+            tls_upstream: vec![SocketAddr::from(([127, 0, 0, 1], tls_upstream))],
             pid: Some(pid),
             child: Some(child),
             _dir: Some(dir),
@@ -222,16 +249,31 @@ impl Lab {
             "ssls/1",
             json!({"cert": self.pair.cert, "key": self.pair.key, "snis": [SNI]}),
         )?;
-        let nodes: serde_json::Map<String, serde_json::Value> = self
-            .brokers
-            .iter()
-            .map(|b| (b.addr.to_string(), json!(1)))
-            .collect();
+        admin.put(
+            "ssls/2",
+            json!({"cert": self.pair.cert, "key": self.pair.key, "snis": [MTLS_SNI],
+                   "client": {"ca": self.ca}}),
+        )?;
+        let mqtt = json!({"mqtt-proxy": {"protocol_name": "MQTT", "protocol_level": 4}});
+        let nodes = |addrs: &mut dyn Iterator<Item = SocketAddr>| -> serde_json::Value {
+            addrs.map(|a| (a.to_string(), json!(1))).collect()
+        };
+        // Routes are tried by id: the TLS-upstream listener's first, then the one for all.
         admin.put(
             "stream_routes/1",
             json!({
-                "plugins": {"mqtt-proxy": {"protocol_name": "MQTT", "protocol_level": 4}},
-                "upstream": {"type": "chash", "key": "mqtt_client_id", "nodes": nodes}
+                "server_port": tls_upstream,
+                "plugins": mqtt,
+                "upstream": {"type": "chash", "key": "mqtt_client_id", "scheme": "tls",
+                             "nodes": nodes(&mut self.broker_tls.iter().copied())}
+            }),
+        )?;
+        admin.put(
+            "stream_routes/2",
+            json!({
+                "plugins": mqtt,
+                "upstream": {"type": "chash", "key": "mqtt_client_id",
+                             "nodes": nodes(&mut self.brokers.iter().map(|b| b.addr))}
             }),
         )?;
         Ok(system)
@@ -239,9 +281,11 @@ impl Lab {
 
     /// HAProxy with the shared benchmark configuration, its ports and servers filled in, and
     /// the TLS variant's `bind … ssl crt` line enabled (and `nbthread 1` for `haproxy-1t`, or
-    /// one thread per CPU of `--proxy-cpus`).
+    /// one thread per CPU of `--proxy-cpus`), plus [`haproxy_tls_frontends`]'s mTLS and
+    /// TLS-upstream frontends.
     fn haproxy(&self, kind: Kind) -> Result<System> {
         let (plain, tls) = (free_port(), free_port());
+        let (mtls, tls_upstream) = (free_port(), free_port());
         let pem = self.dir.path().join("server.pem");
         let [b1, b2] = [self.brokers[0].addr, self.brokers[1].addr];
         let mut cfg = self.haproxy_template.clone();
@@ -273,6 +317,12 @@ impl Lab {
             }
             cfg = cfg.replace(&from, &to);
         }
+        cfg.push_str(&haproxy_tls_frontends(
+            self.dir.path(),
+            mtls,
+            tls_upstream,
+            self.broker_tls,
+        ));
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, cfg)?;
@@ -290,14 +340,51 @@ impl Lab {
             kind,
             plain: vec![SocketAddr::from(([127, 0, 0, 1], plain))],
             tls: vec![SocketAddr::from(([127, 0, 0, 1], tls))],
+            mtls: vec![SocketAddr::from(([127, 0, 0, 1], mtls))],
+            tls_upstream: vec![SocketAddr::from(([127, 0, 0, 1], tls_upstream))],
             pid: Some(pid),
             child: Some(child),
             _dir: Some(dir),
         };
-        wait_listening(system.plain[0])?;
-        wait_listening(system.tls[0])?;
+        for addr in [
+            &system.plain,
+            &system.tls,
+            &system.mtls,
+            &system.tls_upstream,
+        ] {
+            wait_listening(addr[0])?;
+        }
         Ok(system)
     }
+}
+
+/// HAProxy's counterparts of streamgate's mTLS and TLS-upstream listeners: the shared
+/// configuration's CONNECT check and client-id hash, with `verify required` against the bench
+/// CA on one, and servers reached over TLS (unverified, as streamgate's `scheme: tls`) on the
+/// other.
+fn haproxy_tls_frontends(
+    certs: &Path,
+    mtls: u16,
+    tls_upstream: u16,
+    brokers: [SocketAddr; 2],
+) -> String {
+    let (pem, ca) = (certs.join("server.pem"), certs.join("ca.crt"));
+    let check = "  tcp-request inspect-delay 5s\n  \
+                 tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }\n";
+    format!(
+        "\nfrontend mqtt_mtls\n  bind 127.0.0.1:{mtls} ssl crt {pem} ca-file {ca} verify required\n\
+         {check}  default_backend brokers\n\
+         \nfrontend mqtt_tls_upstream\n  bind 127.0.0.1:{tls_upstream} ssl crt {pem}\n\
+         {check}  default_backend brokers_tls\n\
+         \nbackend brokers_tls\n  \
+         balance hash req.payload(0,0),mqtt_field_value(connect,client_identifier)\n  \
+         hash-type consistent\n  \
+         server b1 {} ssl verify none\n  server b2 {} ssl verify none\n",
+        brokers[0],
+        brokers[1],
+        pem = pem.display(),
+        ca = ca.display(),
+    )
 }
 
 fn wait_listening(addr: SocketAddr) -> Result<()> {

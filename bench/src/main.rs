@@ -30,10 +30,12 @@ use report::RunResult;
 use scenario::config_scale;
 
 /// The scenarios run against every system, in rounds.
-const MQTT_SCENARIOS: [&str; 9] = [
+const MQTT_SCENARIOS: [&str; 11] = [
     "idle",
     "silent",
     "idle-tls",
+    "idle-mtls",
+    "idle-tls-upstream",
     "storm",
     "tls",
     "tls-resumed",
@@ -61,13 +63,13 @@ pub struct Args {
         default_value = "direct,streamgate,streamgate-aa,streamgate-pp,haproxy"
     )]
     pub systems: Vec<String>,
-    /// Scenarios to run (idle, silent, idle-tls, storm, tls, tls-resumed, qos0, qos1,
-    /// qos0-tls, config-scale). Only
+    /// Scenarios to run (idle, silent, idle-tls, idle-mtls, idle-tls-upstream, storm, tls,
+    /// tls-resumed, qos0, qos1, qos0-tls, config-scale). Only
     /// `config-scale` starts no broker and runs no rounds.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "idle,silent,idle-tls,storm,tls,tls-resumed,qos0,qos1,qos0-tls,config-scale"
+        default_value = "idle,silent,idle-tls,idle-mtls,idle-tls-upstream,storm,tls,tls-resumed,qos0,qos1,qos0-tls,config-scale"
     )]
     pub scenarios: Vec<String>,
     /// Configuration scale: stream routes written through the Admin API (0: not run).
@@ -80,7 +82,7 @@ pub struct Args {
     /// Idle hold: clients held open.
     #[arg(long, default_value_t = 5000)]
     pub idle_clients: usize,
-    /// Idle TLS hold: clients held open over TLS.
+    /// Idle TLS holds (plain TLS, mTLS, TLS to the brokers): clients held open over TLS.
     #[arg(long, default_value_t = 2000)]
     pub idle_tls_clients: usize,
     /// Idle hold: clients opened and closed before the first reading.

@@ -103,6 +103,18 @@ pub fn metrics() -> Vec<Metric> {
             target: Some(Target::AtMost(0.5)),
         },
         Metric {
+            name: "Idle mTLS hold (client certificate verified): proxy RSS per connection",
+            get: |r| r.idle_mtls,
+            format: bytes,
+            target: Some(Target::AtMost(0.5)),
+        },
+        Metric {
+            name: "Idle TLS hold, TLS to the brokers too: proxy RSS per connection",
+            get: |r| r.idle_tls_upstream,
+            format: bytes,
+            target: Some(Target::AtMost(0.5)),
+        },
+        Metric {
             name: "Connect storm: connections/s",
             get: |r| r.storm.map(|s| s.rate),
             format: per_s,

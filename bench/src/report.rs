@@ -26,6 +26,8 @@ pub struct RunResult {
     pub idle: Option<f64>,
     pub silent: Option<f64>,
     pub idle_tls: Option<f64>,
+    pub idle_mtls: Option<f64>,
+    pub idle_tls_upstream: Option<f64>,
     pub storm: Option<Storm>,
     pub tls: Option<Storm>,
     pub tls_resumed: Option<Storm>,
@@ -48,8 +50,14 @@ impl RunResult {
         if let Some(x) = self.storm {
             let _ = write!(s, "storm {:.0}/s p99 {:.2} ms; ", x.rate, ms(x.latency.p99));
         }
-        if let Some(b) = self.idle_tls {
-            let _ = write!(s, "idle tls {b:.0} B/conn; ");
+        for (name, held) in [
+            ("idle tls", self.idle_tls),
+            ("idle mtls", self.idle_mtls),
+            ("idle tls-upstream", self.idle_tls_upstream),
+        ] {
+            if let Some(b) = held {
+                let _ = write!(s, "{name} {b:.0} B/conn; ");
+            }
         }
         if let Some(x) = self.tls {
             let _ = write!(s, "tls {:.0}/s p99 {:.2} ms; ", x.rate, ms(x.latency.p99));

@@ -46,11 +46,31 @@ pub fn run(
             } else {
                 None
             };
+            // The mTLS and TLS-upstream holds likewise, each on a process of its own.
+            let mut holds = Vec::new();
+            for hold in TlsHold::ALL {
+                if args.scenarios.iter().any(|s| s == hold.scenario())
+                    && kind != Kind::Direct
+                    && !kind.proxied()
+                {
+                    let system = lab.system(kind)?;
+                    let held =
+                        runtime.block_on(run_tls_hold(args, &lab, &system, hold, &tls, &tag));
+                    holds.push((hold, held));
+                }
+            }
             let system = lab.system(kind)?;
             if let Some(pid) = system.pid {
                 eprintln!("{} pid {pid}", kind.name());
             }
             let mut result = runtime.block_on(run_system(args, &system, &tls, &tag));
+            for (hold, held) in holds {
+                match (held, hold) {
+                    (Ok(bytes), TlsHold::Mtls) => result.idle_mtls = Some(bytes),
+                    (Ok(bytes), TlsHold::Upstream) => result.idle_tls_upstream = Some(bytes),
+                    (Err(e), _) => result.errors.push(format!("{}: {e:#}", hold.scenario())),
+                }
+            }
             match silent {
                 Some(Ok(bytes)) => result.silent = Some(bytes),
                 Some(Err(e)) => result.errors.push(format!("silent: {e:#}")),
@@ -111,6 +131,56 @@ async fn run_silent(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
         args.idle_warmup,
         args.storm_concurrency,
         &format!("{tag}-silent"),
+    )
+    .await
+}
+
+/// The idle TLS holds beside the plain TLS one, each on a freshly started proxy.
+#[derive(Clone, Copy, Debug)]
+enum TlsHold {
+    /// Clients present a certificate the proxy verifies.
+    Mtls,
+    /// The proxy speaks TLS to the brokers too.
+    Upstream,
+}
+
+impl TlsHold {
+    const ALL: [TlsHold; 2] = [TlsHold::Mtls, TlsHold::Upstream];
+
+    fn scenario(self) -> &'static str {
+        match self {
+            TlsHold::Mtls => "idle-mtls",
+            TlsHold::Upstream => "idle-tls-upstream",
+        }
+    }
+}
+
+/// Measures one of [`TlsHold`] on a freshly started proxy.
+async fn run_tls_hold(
+    args: &Args,
+    lab: &Lab,
+    system: &System,
+    hold: TlsHold,
+    tls: &client::Tls,
+    tag: &str,
+) -> Result<f64> {
+    ready(system, tls).await?;
+    let pid = system.pid.context("no proxy process")?;
+    let (addrs, way) = match hold {
+        TlsHold::Mtls => (
+            &system.mtls,
+            client::Tls::with_certificate(lab::MTLS_SNI, &lab.device)?,
+        ),
+        TlsHold::Upstream => (&system.tls_upstream, tls.clone()),
+    };
+    idle::run(
+        addrs,
+        &Way::Tls(way),
+        pid,
+        args.idle_tls_clients,
+        args.idle_warmup,
+        args.tls_concurrency,
+        &format!("{tag}-{}", hold.scenario()),
     )
     .await
 }
