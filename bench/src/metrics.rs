@@ -211,6 +211,12 @@ pub fn metrics() -> Vec<Metric> {
             target: None,
         },
         Metric {
+            name: "TLS connect storm: p50 TLS + CONNECT→CONNACK",
+            get: |r| r.tls.map(|s| p50(s.latency)),
+            format: millis,
+            target: Some(Target::AtMost(1.0)),
+        },
+        Metric {
             name: "TLS connect storm: p99 TLS + CONNECT→CONNACK",
             get: |r| r.tls.map(|s| p99(s.latency)),
             format: millis,
