@@ -53,13 +53,23 @@ pub const UPSTREAM_FIELDS: [&str; 24] = [
 ];
 
 /// Every numeric field of the stream plugins (prometheus has none): (plugin, field).
-pub const PLUGIN_FIELDS: [(&str, &str); 6] = [
+pub const PLUGIN_FIELDS: [(&str, &str); 16] = [
     ("limit-conn", "conn"),
     ("limit-conn", "burst"),
     ("limit-conn", "default_conn_delay"),
     ("limit-conn", "rejected_code"),
     ("mqtt-proxy", "protocol_level"),
     ("ip-restriction", "response_code"),
+    ("syslog", "port"),
+    ("syslog", "timeout"),
+    ("syslog", "drop_limit"),
+    ("syslog", "flush_limit"),
+    ("syslog", "pool_size"),
+    ("syslog", "batch_max_size"),
+    ("syslog", "inactive_timeout"),
+    ("syslog", "buffer_duration"),
+    ("syslog", "max_retry_count"),
+    ("syslog", "retry_delay"),
 ];
 
 /// Extreme routes match only this source, which no test connects from.
@@ -143,6 +153,7 @@ fn plugin(plugin: &str, field: &str) -> Value {
         }
         "mqtt-proxy" => json!({}),
         "ip-restriction" => json!({"whitelist": ["127.0.0.0/8"]}),
+        "syslog" => json!({"host": "127.0.0.1", "port": 1, "sock_type": "udp"}),
         other => panic!("no base conf for {other}"),
     };
     conf[field] = json!(MARK);

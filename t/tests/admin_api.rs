@@ -131,9 +131,18 @@ fn forbidden_times_patch_and_references() {
     let plugin = gw.admin(
         "PUT",
         "/apisix/admin/stream_routes/1",
-        r#"{"plugins":{"syslog":{}}}"#,
+        r#"{"plugins":{"zipkin":{}}}"#,
     );
-    assert_eq!(plugin.json()["error_msg"], "unknown plugin [syslog]");
+    assert_eq!(plugin.json()["error_msg"], "unknown plugin [zipkin]");
+    let syslog = gw.admin(
+        "PUT",
+        "/apisix/admin/stream_routes/1",
+        r#"{"plugins":{"syslog":{"host":"127.0.0.1","port":514,"sock_type":"tls"}}}"#,
+    );
+    assert_eq!(
+        syslog.json()["error_msg"],
+        "failed to check the configuration of stream plugin [syslog]: property \"sock_type\" validation failed: matches none of the enum values"
+    );
     let limit = gw.admin(
         "PUT",
         "/apisix/admin/stream_routes/1",
@@ -250,7 +259,13 @@ fn viewer_role_and_plugin_endpoints() {
     let list = gw.admin("GET", "/apisix/admin/plugins/list?subsystem=stream", "");
     assert_eq!(
         list.json(),
-        json!(["ip-restriction", "limit-conn", "mqtt-proxy", "prometheus"])
+        json!([
+            "ip-restriction",
+            "limit-conn",
+            "mqtt-proxy",
+            "prometheus",
+            "syslog"
+        ])
     );
     let schema = gw.admin("GET", "/apisix/admin/schema/upstream", "").json();
     assert_eq!(schema["additionalProperties"], false);

@@ -10,7 +10,7 @@ async fn plugin_list_and_schemas() {
         h.call("GET", "/apisix/admin/plugins/list?subsystem=stream", "")
             .await
             .text,
-        r#"["ip-restriction","limit-conn","mqtt-proxy","prometheus"]"#
+        r#"["ip-restriction","limit-conn","mqtt-proxy","prometheus","syslog"]"#
     );
     assert_eq!(
         h.call("GET", "/apisix/admin/plugins/list", "").await.text,
@@ -67,7 +67,13 @@ async fn every_stream_plugin_at_once_and_unsupported_subsystems() {
     let names: Vec<&String> = all.as_object().unwrap().keys().collect();
     assert_eq!(
         names,
-        ["ip-restriction", "limit-conn", "mqtt-proxy", "prometheus"]
+        [
+            "ip-restriction",
+            "limit-conn",
+            "mqtt-proxy",
+            "prometheus",
+            "syslog"
+        ]
     );
     assert_eq!(all["mqtt-proxy"]["priority"], 1000);
     assert_eq!(all["mqtt-proxy"]["version"], 0.1);

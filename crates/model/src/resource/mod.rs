@@ -7,6 +7,7 @@ mod number;
 mod plugins;
 mod route;
 mod ssl;
+mod syslog;
 mod upstream;
 
 use ipnet::IpNet;
@@ -22,6 +23,7 @@ pub use plugins::{
 };
 pub use route::{normalize_sni, StreamRoute};
 pub use ssl::{Ssl, SslClient, SslType};
+pub use syslog::{SockType, SyslogConf};
 pub use upstream::{Balancing, HashOn, Node, Timeouts, Upstream, UpstreamTls};
 
 /// A stored resource collection.
@@ -76,6 +78,7 @@ pub const STREAM_PLUGINS: &[(&str, i32)] = &[
     ("limit-conn", 1003),
     ("mqtt-proxy", 1000),
     ("prometheus", 500),
+    ("syslog", 401),
 ];
 
 /// An object id: APISIX allows a string or a positive integer, and `1` and `"1"` name the

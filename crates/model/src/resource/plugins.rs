@@ -5,7 +5,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use super::{decode, Count, DecodeError, Int, Net, Seconds};
+use super::{decode, Count, DecodeError, Int, Net, Seconds, SyslogConf};
 
 /// The enabled plugins of a route, in the order they were stored.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -18,6 +18,7 @@ pub enum PluginConf {
     IpRestriction(IpRestrictionConf),
     LimitConn(LimitConnConf),
     Prometheus(PrometheusConf),
+    Syslog(SyslogConf),
 }
 
 impl PluginConf {
@@ -28,6 +29,7 @@ impl PluginConf {
             PluginConf::IpRestriction(_) => "ip-restriction",
             PluginConf::LimitConn(_) => "limit-conn",
             PluginConf::Prometheus(_) => "prometheus",
+            PluginConf::Syslog(_) => "syslog",
         }
     }
 }
@@ -56,6 +58,7 @@ impl TryFrom<&Map<String, Value>> for Plugins {
                 "ip-restriction" => decode(conf).map(PluginConf::IpRestriction),
                 "limit-conn" => decode(conf).map(PluginConf::LimitConn),
                 "prometheus" => decode(conf).map(PluginConf::Prometheus),
+                "syslog" => decode(conf).map(PluginConf::Syslog),
                 other => return Err(PluginError::Unknown(other.to_owned())),
             };
             enabled.push(typed.map_err(|error| PluginError::Invalid {

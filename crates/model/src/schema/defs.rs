@@ -326,3 +326,31 @@ pub fn prometheus() -> Value {
         }
     })
 }
+
+/// The `syslog` stream plugin schema: its own fields, then the batch processor's (`name`
+/// defaults to the stream logger's name).
+pub fn syslog() -> Value {
+    json!({
+        "type": "object",
+        "$comment": PLUGIN_MARK,
+        "properties": {
+            "host": {"type": "string"},
+            "port": {"type": "integer"},
+            "flush_limit": {"type": "integer", "minimum": 1, "default": 4096},
+            "drop_limit": {"type": "integer", "default": 1048576},
+            "timeout": {"type": "integer", "minimum": 1, "default": 3000},
+            "log_format": {"type": "object"},
+            "sock_type": {"type": "string", "default": "tcp", "enum": ["tcp", "udp"]},
+            "pool_size": {"type": "integer", "minimum": 5, "default": 5},
+            "tls": {"type": "boolean", "default": false},
+            "name": {"type": "string", "default": "stream sys logger"},
+            "max_retry_count": {"type": "integer", "minimum": 0, "default": 0},
+            "retry_delay": {"type": "integer", "minimum": 0, "default": 1},
+            "buffer_duration": {"type": "integer", "minimum": 1, "default": 60},
+            "inactive_timeout": {"type": "integer", "minimum": 1, "default": 5},
+            "batch_max_size": {"type": "integer", "minimum": 1, "default": 1000},
+            "_meta": plugin_meta()
+        },
+        "required": ["host", "port"]
+    })
+}

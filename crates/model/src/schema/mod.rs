@@ -45,6 +45,7 @@ pub struct Schemas {
     pub ip_restriction: Schema,
     pub limit_conn: Schema,
     pub prometheus: Schema,
+    pub syslog: Schema,
 }
 
 static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
@@ -55,6 +56,7 @@ static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| Schemas {
     ip_restriction: Schema::compile(defs::ip_restriction()),
     limit_conn: Schema::compile(defs::limit_conn()),
     prometheus: Schema::compile(defs::prometheus()),
+    syslog: Schema::compile(defs::syslog()),
 });
 
 /// The process-wide compiled schemas (compiled on first use; call at start-up to pay it early).
@@ -80,6 +82,7 @@ impl Schemas {
             "ip-restriction" => Some(&self.ip_restriction),
             "limit-conn" => Some(&self.limit_conn),
             "prometheus" => Some(&self.prometheus),
+            "syslog" => Some(&self.syslog),
             _ => None,
         }
     }

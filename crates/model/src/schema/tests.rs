@@ -175,3 +175,37 @@ fn messages_of_apisix_validator_for_types_dependencies_and_alternatives() {
         "property \"tls\" validation failed: failed to validate dependent schema for client_cert_id: value wasn't supposed to match schema"
     );
 }
+
+#[test]
+fn syslog_schema_as_apisix_wraps_it() {
+    let syslog = &schemas().syslog;
+    assert_eq!(
+        syslog.validate(
+            &json!({"host": "127.0.0.1", "port": 514, "sock_type": "udp",
+            "batch_max_size": 1, "log_format": {"client_ip": "$remote_addr"}})
+        ),
+        Ok(())
+    );
+    let err = |v: serde_json::Value| syslog.validate(&v).unwrap_err();
+    assert_eq!(err(json!({"port": 514})), "property \"host\" is required");
+    assert_eq!(
+        err(json!({"host": "h", "port": 514, "sock_type": "tls"})),
+        "property \"sock_type\" validation failed: matches none of the enum values"
+    );
+    assert_eq!(
+        err(json!({"host": "h", "port": 514, "pool_size": 4})),
+        "property \"pool_size\" validation failed: expected 4 to be at least 5"
+    );
+    assert_eq!(
+        err(json!({"host": "h", "port": 514, "inactive_timeout": 0})),
+        "property \"inactive_timeout\" validation failed: expected 0 to be at least 1"
+    );
+    assert_eq!(
+        err(json!({"host": "h", "port": 514, "log_format": "$remote_addr"})),
+        "property \"log_format\" validation failed: wrong type: expected object, got string"
+    );
+    assert_eq!(
+        syslog.document["properties"]["name"]["default"],
+        "stream sys logger"
+    );
+}

@@ -24,10 +24,12 @@ pub enum LogKind {
     Upstream,
     /// Missing or broken PROXY protocol headers.
     ProxyProtocol,
+    /// syslog entries dropped (a full buffer, failed sends).
+    Syslog,
 }
 
 /// One window per [`LogKind`], indexed by its discriminant.
-const KINDS: usize = 5;
+const KINDS: usize = 6;
 
 impl LogKind {
     fn name(self) -> &'static str {
@@ -37,6 +39,7 @@ impl LogKind {
             LogKind::Refused => "refused",
             LogKind::Upstream => "upstream",
             LogKind::ProxyProtocol => "proxy-protocol",
+            LogKind::Syslog => "syslog",
         }
     }
 }

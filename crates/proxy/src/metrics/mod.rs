@@ -41,6 +41,17 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub route: String,
+    /// `buffer_full` (the server is down or slow and the queue reached `drop_limit`) or
+    /// `send_failed` (a batch failed its sends and retries).
+    pub reason: &'static str,
+}
+
+/// The [`DropLabels`] reasons.
+pub const DROP_REASONS: [&str; 2] = ["buffer_full", "send_failed"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     /// [`ErrorKind::label`](crate::session::error::ErrorKind::label).
     pub kind: &'static str,
@@ -66,6 +77,8 @@ pub struct Metrics {
     /// Stored objects the compiler left out (or could not connect to an upstream), each time
     /// one is compiled.
     pub config_rejected: Family<ResourceLabels, Counter>,
+    /// syslog entries that never reached their server.
+    pub syslog_dropped: Family<DropLabels, Counter>,
     registry: Registry,
 }
 
@@ -84,6 +97,7 @@ impl Metrics {
             session_failures: Family::default(),
             node_healthy: Family::default(),
             config_rejected: Family::default(),
+            syslog_dropped: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -142,6 +156,11 @@ impl Metrics {
             "Stored objects the compiler could not use, per resource",
             metrics.config_rejected.clone(),
         );
+        streamgate.register(
+            "syslog_dropped",
+            "syslog plugin entries dropped before reaching the server, per route and reason",
+            metrics.syslog_dropped.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -174,6 +193,12 @@ impl Metrics {
             self.bytes.remove(&BytesLabels {
                 route: route.to_owned(),
                 direction,
+            });
+        }
+        for reason in DROP_REASONS {
+            self.syslog_dropped.remove(&DropLabels {
+                route: route.to_owned(),
+                reason,
             });
         }
     }

@@ -6,7 +6,9 @@ mod ip_restriction;
 mod limit_conn;
 mod mqtt_proxy;
 mod prometheus;
+mod syslog;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +23,22 @@ pub struct Ctx {
     pub leases: Vec<Box<dyn Send + Sync>>,
     /// The session's idle timeout is at least this (mqtt-proxy: 1.5 × the client's keep-alive).
     pub idle_at_least: Option<Duration>,
+}
+
+/// How a session ended, for the `log` hooks: what nginx's stream variables `$status`,
+/// `$upstream_addr`, `$bytes_sent`, `$bytes_received` and `$session_time` hold.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionEnd {
+    /// 200 when proxied, the refusing plugin's code, or 502 when no upstream was reached.
+    pub status: u16,
+    /// The node the session was relayed to.
+    pub upstream: Option<SocketAddr>,
+    /// Bytes from the client to the upstream, pre-read bytes included.
+    pub from_client: u64,
+    /// Bytes from the upstream to the client.
+    pub to_client: u64,
+    /// Since the connection was accepted.
+    pub duration: Duration,
 }
 
 /// Why pre-reading stopped before a plugin was satisfied.
@@ -117,8 +135,9 @@ pub trait StreamPlugin: Send + Sync {
         false
     }
 
-    /// Runs once when the session ends, whether it was proxied or rejected.
-    fn log(&self, _ctx: &Ctx) {}
+    /// Runs once when the session ends, whether it was proxied or rejected. It runs on the
+    /// session's worker: anything slow (sending the entry somewhere) belongs to a task.
+    fn log(&self, _ctx: &Ctx, _end: &SessionEnd) {}
 }
 
 /// Builds the enabled plugins of a route, highest priority first. `route_id` scopes state
@@ -140,6 +159,9 @@ pub fn compile(
                 PluginConf::LimitConn(conf) => Arc::new(limit_conn::LimitConn::new(route_id, conf)),
                 PluginConf::Prometheus(conf) => {
                     Arc::new(prometheus::Prometheus::new(route_id, route_name, conf))
+                }
+                PluginConf::Syslog(conf) => {
+                    Arc::new(syslog::Syslog::new(route_id, route_name, conf))
                 }
             }
         })

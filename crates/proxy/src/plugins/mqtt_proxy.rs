@@ -8,7 +8,7 @@ use sg_model::resource::MqttProxyConf;
 use sg_mqtt::{decode_connect, protocol, protocol_prefix, Connect, Decoded, Invalid};
 use tracing::info;
 
-use super::{priority_of, Ctx, Input, InputEnd, Preread, Reads, Reject, StreamPlugin};
+use super::{priority_of, Ctx, Input, InputEnd, Preread, Reads, Reject, SessionEnd, StreamPlugin};
 use crate::metrics::logs::printable;
 use crate::metrics::{ReasonLabels, METRICS};
 
@@ -196,7 +196,7 @@ impl StreamPlugin for MqttProxy {
         }
     }
 
-    fn log(&self, _ctx: &Ctx) {
+    fn log(&self, _ctx: &Ctx, _end: &SessionEnd) {
         info!("plugin log phase, conf: {}", self.conf);
     }
 }

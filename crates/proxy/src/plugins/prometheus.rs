@@ -4,7 +4,7 @@
 use prometheus_client::metrics::counter::Counter;
 use sg_model::resource::PrometheusConf;
 
-use super::{priority_of, Ctx, StreamPlugin};
+use super::{priority_of, Ctx, SessionEnd, StreamPlugin};
 use crate::metrics::{RouteLabels, METRICS};
 
 pub struct Prometheus {
@@ -35,7 +35,7 @@ impl StreamPlugin for Prometheus {
         priority_of(self.name())
     }
 
-    fn log(&self, _ctx: &Ctx) {
+    fn log(&self, _ctx: &Ctx, _end: &SessionEnd) {
         self.sessions.inc();
     }
 }

@@ -21,7 +21,7 @@ use super::relay::tls::StreamRelay;
 use super::relay::Transfer;
 use super::ClientIo;
 use crate::config::route::Route;
-use crate::plugins::Ctx;
+use crate::plugins::{Ctx, SessionEnd};
 
 /// Boxed: the plain relay, held inline, is what most sessions use.
 type TlsRelay = Pin<Box<StreamRelay<ClientIo, UpstreamIo>>>;
@@ -98,18 +98,26 @@ impl Future for Established {
         metrics.active.dec();
         metrics.to_upstream.inc_by(to_upstream);
         metrics.to_client.inc_by(to_client);
+        let duration = this.started.elapsed();
         info!(
             target: "streamgate::access",
             route = %this.route.id,
             node = %this.node,
             sent = to_upstream,
             received = to_client,
-            duration_ms = this.started.elapsed().as_millis() as u64,
+            duration_ms = duration.as_millis() as u64,
             end = %end,
             "session closed"
         );
+        let ended = SessionEnd {
+            status: 200,
+            upstream: Some(*this.node),
+            from_client: to_upstream,
+            to_client,
+            duration,
+        };
         for plugin in &this.route.plugins {
-            plugin.log(this.ctx);
+            plugin.log(this.ctx, &ended);
         }
         Poll::Ready(())
     }
