@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/streamgate
 # System packages the tests need (real peers); installed when missing.
-APT_PACKAGES := mosquitto mosquitto-clients curl openssl etcd-server etcd-client haproxy
+APT_PACKAGES := mosquitto mosquitto-clients curl openssl etcd-server etcd-client haproxy rsyslog
 
 .PHONY: build run test deps lint bench
 

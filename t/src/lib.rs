@@ -17,6 +17,7 @@ pub mod extremes;
 pub mod haproxy;
 pub mod mqtt;
 pub mod pki;
+pub mod rsyslog;
 pub mod tcp;
 pub mod tls;
 
