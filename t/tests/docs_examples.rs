@@ -1,6 +1,6 @@
-//! Every curl command of docs/mqtt-proxy.md, docs/tls.md and docs/proxy-protocol.md, run
-//! verbatim with curl against the built binary on the shipped configuration (only the admin port
-//! is changed): each must succeed.
+//! Every curl command of docs/mqtt-proxy.md, docs/tls.md, docs/proxy-protocol.md and
+//! docs/syslog.md, run verbatim with curl against the built binary on the shipped configuration
+//! (only the admin port is changed): each must succeed.
 
 use std::path::Path;
 use std::process::Command;
@@ -92,4 +92,13 @@ fn proxy_protocol_page_examples_work_verbatim() {
         route["value"]["plugins"]["limit-conn"]["key"],
         "$proxy_protocol_addr"
     );
+}
+
+#[test]
+fn syslog_page_examples_work_verbatim() {
+    let gw = run_page("syslog.md", Path::new("."), 1);
+    let route = gw.admin("GET", "/apisix/admin/stream_routes/1", "").json();
+    let syslog = &route["value"]["plugins"]["syslog"];
+    assert_eq!(syslog["sock_type"], "udp");
+    assert_eq!(syslog["log_format"]["client_id"], "$mqtt_client_id");
 }
