@@ -1,7 +1,7 @@
 //! The syslog stream plugin against rsyslog: one entry per session, proxied, refused or
 //! unable to reach an upstream, over UDP and over TCP; rsyslog stopped while sessions come and
 //! go (they proxy as usual) and started again (the entries held meanwhile arrive within the
-//! retry budget).
+//! retry budget); entries still batched sent before the gateway exits.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -203,5 +203,30 @@ fn sessions_ignore_a_stopped_collector_and_entries_arrive_once_it_is_back() {
         let series =
             format!("streamgate_syslog_dropped_total{{route=\"1\",reason=\"{reason}\"}} 0");
         assert!(metrics.contains(&series), "nothing dropped: {metrics}");
+    }
+}
+
+#[test]
+fn entries_still_batched_leave_before_the_gateway_exits() {
+    let rsyslog = Rsyslog::start(free_port()).unwrap();
+    let upstream = NamedServer::start("127.0.0.1", "up").unwrap();
+    let (mut gw, listen) = gateway();
+    // Timers no test waits for: only the shutdown sends these entries.
+    put_route(
+        &gw,
+        "1",
+        json!({
+            "plugins": {"syslog": {"host": "127.0.0.1", "port": rsyslog.port,
+                "inactive_timeout": 3600, "buffer_duration": 3600, "log_format": log_format()}},
+            "upstream": {"type": "roundrobin", "nodes": {upstream.addr.to_string(): 1}}
+        }),
+    );
+    let ports: Vec<u16> = (0..3).map(|_| proxied(listen)).collect();
+    assert!(rsyslog.lines_with("\"route_id\":\"1\"").is_empty());
+    assert!(gw.terminate().unwrap().success());
+    let lines = rsyslog.wait_lines("\"route_id\":\"1\"", 3, PATIENCE);
+    let entries = entries(&lines);
+    for port in ports {
+        assert_eq!(entry_of(&entries, port)["status"], "200");
     }
 }

@@ -23,6 +23,7 @@ pub use config::{
 };
 pub use health::{spawn_manager, Outcome, Source, UpstreamHealth};
 pub use metrics::METRICS;
+pub use plugins::flush_syslog;
 pub use runtime::{bind, Dataplane, StormGuard, Workers};
 pub use session::drain::Drainer;
 pub use session::preread::PrereadLimits;

@@ -143,6 +143,11 @@ pub async fn run(
             "drain timeout reached; closing the remaining sessions"
         );
     }
+    // The entries of the sessions that just ended, and those still batched, leave before the
+    // process does (as APISIX's batch processors flush when a worker exits).
+    if let Err(e) = control.spawn(sg_proxy::flush_syslog()).await {
+        warn!(error = %e, "the syslog senders did not flush");
+    }
     if let Err(e) = control.spawn(plane.stop()).await {
         warn!(error = %e, "the control plane did not stop cleanly");
     }

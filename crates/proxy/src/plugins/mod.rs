@@ -15,6 +15,7 @@ use std::time::Duration;
 use sg_model::resource::{PluginConf, Plugins, STREAM_PLUGINS};
 
 use crate::session::vars::ConnVars;
+pub use syslog::flush_all as flush_syslog;
 
 /// Per-connection state the plugins read and write.
 pub struct Ctx {

@@ -3,6 +3,8 @@
 //! its first entry is `buffer_duration` old. A batch whose send fails is tried again after
 //! `retry_delay`, `max_retry_count` times, then dropped. Batches leave in order, one at a time:
 //! those formed while one waits for its retry wait behind it (within the queue's byte bound).
+//! Before the process exits, and when its routes are gone, a sender tries once to send all it
+//! holds.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use sg_model::resource::SyslogConf;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::oneshot;
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tracing::warn;
 
@@ -58,6 +61,13 @@ impl From<&SyslogConf> for Batching {
 pub(super) struct SendError {
     pub sent: usize,
     pub error: io::Error,
+}
+
+/// What a sender task reads: the entries, and requests to send at once everything it holds
+/// (answered once it tried).
+pub(super) struct Inbox {
+    pub entries: UnboundedReceiver<Entry>,
+    pub flushes: UnboundedReceiver<oneshot::Sender<()>>,
 }
 
 /// Where batches go.
@@ -119,7 +129,7 @@ async fn sleep_until_some(at: Option<Instant>) {
 /// Runs a sender until every handle of its queue is gone, then sends what it holds (bounded by
 /// [`CLOSE_DEADLINE`]) and returns.
 pub(super) async fn run<T: Transport>(
-    mut rx: UnboundedReceiver<Entry>,
+    mut inbox: Inbox,
     transport: T,
     batching: Batching,
     budget: Arc<Budget>,
@@ -138,7 +148,7 @@ pub(super) async fn run<T: Transport>(
         }
         let due = buffer.due(&sender.batching);
         tokio::select! {
-            received = rx.recv() => match received {
+            received = inbox.entries.recv() => match received {
                 Some(entry) => {
                     buffer.push(entry, Instant::now());
                     if buffer.entries.len() >= sender.batching.max_size {
@@ -149,12 +159,23 @@ pub(super) async fn run<T: Transport>(
             },
             () = sleep_until_some(due) => sender.ready.push_back(buffer.take()),
             () = sleep_until_some(retry_at) => retry_at = None,
+            Some(done) = inbox.flushes.recv() => {
+                // Entries pushed before the request may still be in the other channel.
+                while let Ok(entry) = inbox.entries.try_recv() {
+                    buffer.push(entry, Instant::now());
+                }
+                if !buffer.entries.is_empty() {
+                    sender.ready.push_back(buffer.take());
+                }
+                sender.flush().await;
+                let _ = done.send(());
+            }
         }
     }
     if !buffer.entries.is_empty() {
         sender.ready.push_back(buffer.take());
     }
-    sender.close().await;
+    sender.flush().await;
 }
 
 impl<T: Transport> Sender<T> {
@@ -201,8 +222,8 @@ impl<T: Transport> Sender<T> {
         None
     }
 
-    /// One attempt per batch left, within [`CLOSE_DEADLINE`]; what is not sent is dropped.
-    async fn close(mut self) {
+    /// One attempt per batch held, within [`CLOSE_DEADLINE`]; what is not sent is dropped.
+    async fn flush(&mut self) {
         let deadline = Instant::now() + CLOSE_DEADLINE;
         let attempts = timeout_at(deadline, async {
             while let Some(batch) = self.ready.front() {
@@ -218,16 +239,16 @@ impl<T: Transport> Sender<T> {
                             .drain(..failed.sent.min(batch.entries.len()))
                             .collect();
                         self.budget.release(&sent);
-                        self.drop_entries(batch.entries, &failed.error, "while closing");
+                        self.drop_entries(batch.entries, &failed.error, "after a last attempt");
                     }
                 }
             }
         })
         .await;
         if attempts.is_err() {
-            let error = io::Error::new(io::ErrorKind::TimedOut, "closing took too long");
+            let error = io::Error::new(io::ErrorKind::TimedOut, "the last attempt took too long");
             let left: Vec<Entry> = self.ready.drain(..).flat_map(|b| b.entries).collect();
-            self.drop_entries(left, &error, "while closing");
+            self.drop_entries(left, &error, "after a last attempt");
         }
     }
 

@@ -19,6 +19,7 @@ use super::{priority_of, Ctx, SessionEnd, StreamPlugin};
 use crate::metrics::logs::{self, LogKind};
 use crate::metrics::{DropLabels, METRICS};
 use entry::Format;
+pub use queue::flush_all;
 use queue::{Entry, Queue};
 
 pub struct Syslog {

@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use sg_model::resource::SyslogConf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{self, Batching};
+use super::batch::{self, Batching, Inbox, CLOSE_DEADLINE};
 use super::transport::Connector;
 
 /// The most bytes of entries one sender holds, whatever `drop_limit` says: a server down for
@@ -57,6 +58,7 @@ impl Budget {
 /// The sending end of a sender task.
 pub(super) struct Queue {
     tx: mpsc::UnboundedSender<Entry>,
+    flush: mpsc::UnboundedSender<oneshot::Sender<()>>,
     budget: Arc<Budget>,
     limit: u64,
     /// `host:port`, for log lines.
@@ -77,16 +79,18 @@ impl Queue {
         })
     }
 
-    /// A queue and the receiving end its task reads.
-    fn new(conf: &SyslogConf) -> (Queue, mpsc::UnboundedReceiver<Entry>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// A queue and the receiving ends its task reads.
+    fn new(conf: &SyslogConf) -> (Queue, Inbox) {
+        let (tx, entries) = mpsc::unbounded_channel();
+        let (flush, flushes) = mpsc::unbounded_channel();
         let queue = Queue {
             tx,
+            flush,
             budget: Arc::default(),
             limit: conf.drop_limit.min(MAX_QUEUED_BYTES),
             server: format!("{}:{}", conf.host, conf.port),
         };
-        (queue, rx)
+        (queue, Inbox { entries, flushes })
     }
 }
 
@@ -109,13 +113,13 @@ pub(super) fn shared(conf: &SyslogConf) -> Arc<Queue> {
         return queue;
     }
     senders.retain(|_, queue| queue.strong_count() > 0);
-    let (queue, rx) = Queue::new(conf);
+    let (queue, inbox) = Queue::new(conf);
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             let budget = queue.budget.clone();
             let connector = Connector::new(conf);
             let batching = Batching::from(conf);
-            runtime.spawn(batch::run(rx, connector, batching, budget));
+            runtime.spawn(batch::run(inbox, connector, batching, budget));
         }
         // Routes are compiled on the control plane's runtime; without one, nothing could send
         // and every entry is counted as dropped.
@@ -124,6 +128,29 @@ pub(super) fn shared(conf: &SyslogConf) -> Arc<Queue> {
     let queue = Arc::new(queue);
     senders.insert(key, Arc::downgrade(&queue));
     queue
+}
+
+/// Has every sender send what it holds now, one attempt per batch, and waits until each
+/// tried: for a process about to exit, once its sessions ended. Bounded in time even with a
+/// sender stuck in a send.
+pub async fn flush_all() {
+    let answers: Vec<oneshot::Receiver<()>> = {
+        let senders = SENDERS.lock();
+        senders
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter_map(|queue| {
+                let (done, answer) = oneshot::channel();
+                queue.flush.send(done).ok().map(|()| answer)
+            })
+            .collect()
+    };
+    let all = async {
+        for answer in answers {
+            let _ = answer.await;
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_DEADLINE + Duration::from_secs(1), all).await;
 }
 
 #[cfg(test)]
@@ -150,12 +177,12 @@ mod tests {
 
     #[test]
     fn pushes_beyond_drop_limit_come_back_until_bytes_are_released() {
-        let (queue, mut rx) = Queue::new(&conf(json!({"drop_limit": 100})));
+        let (queue, mut inbox) = Queue::new(&conf(json!({"drop_limit": 100})));
         assert!(queue.push(entry(60)).is_ok());
         assert!(queue.push(entry(41)).is_err(), "101 bytes > drop_limit");
         assert!(queue.push(entry(40)).is_ok());
         assert_eq!(queue.budget.held(), 100);
-        let first = rx.try_recv().unwrap();
+        let first = inbox.entries.try_recv().unwrap();
         queue.budget.release(&[first]);
         assert!(queue.push(entry(60)).is_ok());
         let (zero, _rx) = Queue::new(&conf(json!({"drop_limit": 0})));
@@ -166,8 +193,8 @@ mod tests {
 
     #[test]
     fn a_push_to_a_gone_sender_comes_back_and_holds_nothing() {
-        let (queue, rx) = Queue::new(&conf(json!({})));
-        drop(rx);
+        let (queue, inbox) = Queue::new(&conf(json!({})));
+        drop(inbox);
         assert!(queue.push(entry(10)).is_err());
         assert_eq!(queue.budget.held(), 0);
     }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use sg_model::resource::SyslogConf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, Instant};
 
-use super::{run, Batching, SendError, Transport, CLOSE_DEADLINE, MIN_RETRY_DELAY};
+use super::{run, Batching, Inbox, SendError, Transport, CLOSE_DEADLINE, MIN_RETRY_DELAY};
 use crate::plugins::syslog::queue::{Budget, Entry};
 
 /// What the scripted transport does with its next batch.
@@ -88,6 +88,7 @@ fn batching(max_size: usize, max_retry_count: u64) -> Batching {
 /// A running sender: push entries with `send`, close by dropping `tx`.
 struct Harness {
     tx: Option<mpsc::UnboundedSender<Entry>>,
+    flush: mpsc::UnboundedSender<oneshot::Sender<()>>,
     script: Script,
     failed: Counter,
     budget: Arc<Budget>,
@@ -95,16 +96,19 @@ struct Harness {
 }
 
 fn start(batching: Batching, outcomes: &[Outcome]) -> Harness {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, entries) = mpsc::unbounded_channel();
+    let (flush, flushes) = mpsc::unbounded_channel();
     let script = Script {
         outcomes: Arc::new(Mutex::new(outcomes.iter().copied().collect())),
         start: Some(Instant::now()),
         ..Script::default()
     };
     let budget = Arc::new(Budget::default());
-    let task = tokio::spawn(run(rx, script.clone(), batching, budget.clone()));
+    let inbox = Inbox { entries, flushes };
+    let task = tokio::spawn(run(inbox, script.clone(), batching, budget.clone()));
     Harness {
         tx: Some(tx),
+        flush,
         script,
         failed: Counter::default(),
         budget,
@@ -120,6 +124,13 @@ impl Harness {
         };
         assert!(self.budget.take(text.len() as u64, u64::MAX));
         assert!(self.tx.as_ref().unwrap().send(entry).is_ok());
+    }
+
+    /// Asks for a flush and waits for its answer.
+    async fn flush(&self) {
+        let (done, answer) = oneshot::channel();
+        assert!(self.flush.send(done).is_ok());
+        answer.await.unwrap();
     }
 
     /// Closes the queue and waits for the task to end.
@@ -261,5 +272,29 @@ async fn closing_against_a_hung_server_ends_within_its_deadline() {
     assert_eq!(started.elapsed(), CLOSE_DEADLINE);
     assert!(sender.script.delivered().is_empty());
     assert_eq!(sender.failed.get(), 2, "both counted as dropped");
+    assert_eq!(sender.budget.held(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_sends_what_is_held_at_once_and_the_sender_goes_on() {
+    let fail = Outcome::Fail { sent: 0 };
+    let sender = start(batching(2, 100), &[fail]);
+    for text in ["a", "b", "c"] {
+        sender.send(text);
+    }
+    sleep(secs(1) / 2).await;
+    sender.flush().await;
+    assert_eq!(
+        sender.script.delivered(),
+        [batch(secs(1) / 2, &["a", "b"]), batch(secs(1) / 2, &["c"])],
+        "the batch awaiting its retry and the one being filled, without their timers"
+    );
+    sender.send("d");
+    sleep(secs(6)).await;
+    assert_eq!(
+        sender.script.delivered().last(),
+        Some(&batch(secs(11) / 2, &["d"])),
+        "its timers as before"
+    );
     assert_eq!(sender.budget.held(), 0);
 }
