@@ -109,7 +109,8 @@ fn metrics_follow_sessions_rejections_and_failures() {
     );
 
     // Only a dead node left: the connect fails at the upstream.
-    let route = json!({"upstream": {"nodes": {dead.clone(): 1}, "retries": 0}});
+    let route = json!({"plugins": {"prometheus": {}},
+        "upstream": {"nodes": {dead.clone(): 1}, "retries": 0}});
     assert_eq!(
         gw.admin("PUT", "/apisix/admin/stream_routes/1", &route.to_string())
             .status,
@@ -121,4 +122,6 @@ fn metrics_follow_sessions_rejections_and_failures() {
         "streamgate_session_failures_total{kind=\"connect_refused\",origin=\"upstream\"}",
         1.0,
     );
+    // APISIX's log phase runs for a session no upstream took too (nginx's status 502).
+    eventually(&gw, "apisix_stream_connection_total{route=\"1\"}", 4.0);
 }
