@@ -1,6 +1,7 @@
-//! `apisix.stream_proxy.tcp`: every form APISIX accepts (`9100`, `"ip:port"`, `"[v6]:port"`,
-//! port ranges, `{addr, tls, proxy_protocol, proxy_protocol_to_upstream}`), turned into socket
-//! addresses, with `apisix.proxy_protocol`'s defaults.
+//! `apisix.stream_proxy.tcp` and `.udp`: every form APISIX accepts (`9100`, `"ip:port"`,
+//! `"[v6]:port"`, port ranges, and for TCP `{addr, tls, proxy_protocol,
+//! proxy_protocol_to_upstream}`), turned into socket addresses, with `apisix.proxy_protocol`'s
+//! defaults.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -94,6 +95,45 @@ pub(crate) fn parse_tcp(
         }
     }
     Ok(listeners)
+}
+
+/// `apisix.stream_proxy.udp`: ports, `"ip:port"` and ranges (no object form), with APISIX's
+/// `invalid stream_proxy.udp entry: …` wording.
+pub(crate) fn parse_udp(node: &Node<'_>) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for item in node.items()? {
+        let entry_error = |e: ConfigError| ConfigError {
+            reason: format!("invalid stream_proxy.udp entry: {}", e.reason),
+            ..e
+        };
+        if !matches!(item.value(), Some(Value::Number(_) | Value::String(_))) {
+            return Err(entry_error(item.error("expected a port or \"ip:port\"")));
+        }
+        for addr in parse_addr(&item).map_err(entry_error)? {
+            if addrs.contains(&addr) {
+                return Err(item.error(format!("duplicate listen address {addr}")));
+            }
+            addrs.push(addr);
+        }
+    }
+    Ok(addrs)
+}
+
+/// Default of `udp_max_sessions`: each session holds one socket, so this bounds the file
+/// descriptors and memory a flood of (spoofed) sources can take; near APISIX's default
+/// `worker_connections` (10620), which is what bounds nginx's UDP sessions.
+pub const DEFAULT_UDP_MAX_SESSIONS: usize = 10_000;
+
+/// `udp_max_sessions`: a whole number ≥ 1.
+pub(crate) fn parse_max_sessions(node: &Node<'_>) -> Result<usize, ConfigError> {
+    let Some(value) = node.value() else {
+        return Ok(DEFAULT_UDP_MAX_SESSIONS);
+    };
+    value
+        .as_u64()
+        .filter(|n| *n >= 1)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .ok_or_else(|| node.error(format!("expected a whole number >= 1, got {value}")))
 }
 
 fn parse_addr(node: &Node<'_>) -> Result<Vec<SocketAddr>, ConfigError> {

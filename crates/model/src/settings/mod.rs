@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use admin::{AdminKey, AdminRole, AdminSettings, WELL_KNOWN_ADMIN_KEY};
 pub use control::ControlSettings;
 pub use etcd::{EtcdAuth, EtcdSettings, EtcdTls, Password, TrustedCa};
-pub use listen::{ProxyProtocolVersion, StreamListener};
+pub use listen::{ProxyProtocolVersion, StreamListener, DEFAULT_UDP_MAX_SESSIONS};
 use tree::Node;
 
 use crate::keyring::Keyring;
@@ -75,6 +75,11 @@ pub enum ConfigProvider {
 pub struct Settings {
     pub proxy_mode: ProxyMode,
     pub stream_listeners: Vec<StreamListener>,
+    /// `apisix.stream_proxy.udp`: one UDP socket per address.
+    pub udp_listeners: Vec<std::net::SocketAddr>,
+    /// The most UDP sessions open at once, over every UDP listener
+    /// (`apisix.stream_proxy.udp_max_sessions`, a streamgate extension).
+    pub udp_max_sessions: usize,
     /// How long established connections may run after SIGTERM (`apisix.stream_proxy.drain_timeout`).
     pub drain_timeout: Duration,
     /// The most client bytes read before choosing an upstream (`preread_buffer_size`, nginx's 16 KiB).
@@ -181,6 +186,8 @@ impl Settings {
         let stream_proxy = apisix.child("stream_proxy");
         let pp = listen::ProxyProtocolDefaults::parse(&apisix.child("proxy_protocol"))?;
         let stream_listeners = listen::parse_tcp(&stream_proxy.child("tcp"), pp)?;
+        let udp_listeners = listen::parse_udp(&stream_proxy.child("udp"))?;
+        let udp_max_sessions = listen::parse_max_sessions(&stream_proxy.child("udp_max_sessions"))?;
         let drain_timeout = capped_seconds(
             stream_proxy
                 .child("drain_timeout")
@@ -285,6 +292,8 @@ impl Settings {
             prometheus_addr,
             proxy_mode,
             stream_listeners,
+            udp_listeners,
+            udp_max_sessions,
             drain_timeout,
             preread_buffer: preread_buffer as usize,
             preread_timeout,

@@ -46,6 +46,76 @@ fn every_tcp_form() {
 }
 
 #[test]
+fn every_udp_form() {
+    let s = Settings::parse(
+        "apisix:\n  stream_proxy:\n    tcp: [9100]\n    udp:\n      - 9200\n      - \"127.0.0.1:9211\"\n      - \"[::1]:9212\"\n      - \"9300-9301\"\n      - \"127.0.0.2:9400-9401\"\n      - \"9500\"\n",
+    )
+    .unwrap();
+    let addrs: Vec<String> = s.udp_listeners.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        addrs,
+        [
+            "0.0.0.0:9200",
+            "127.0.0.1:9211",
+            "[::1]:9212",
+            "0.0.0.0:9300",
+            "0.0.0.0:9301",
+            "127.0.0.2:9400",
+            "127.0.0.2:9401",
+            "0.0.0.0:9500"
+        ]
+    );
+    // The same port over TCP and UDP is two listeners.
+    assert_eq!(s.stream_listeners[0].addr, "0.0.0.0:9100".parse().unwrap());
+    assert_eq!(s.udp_max_sessions, DEFAULT_UDP_MAX_SESSIONS);
+    assert!(Settings::parse("").unwrap().udp_listeners.is_empty());
+}
+
+#[test]
+fn invalid_udp_entries_fail_with_apisix_wording() {
+    let err = |udp: &str| {
+        Settings::parse(&format!("apisix:\n  stream_proxy:\n    udp: {udp}\n")).unwrap_err()
+    };
+    for (udp, reason) in [
+        ("[70000]", "port out of range (1-65535): 70000"),
+        ("[0]", "port out of range (1-65535): 0"),
+        ("[9.5]", "port must be an integer, got: 9.5"),
+        ("[\"x\"]", "port must be an integer, got: x"),
+        ("[\"9300-9200\"]", "invalid port range 9300-9200"),
+        ("[\"1.2.3:53\"]", "invalid IP address \"1.2.3\""),
+        ("[\"[::1:53\"]", "expected \"[ipv6]:port\", got \"[::1:53\""),
+        ("[{addr: 9200}]", "expected a port or \"ip:port\""),
+    ] {
+        let e = err(udp);
+        assert_eq!(e.key, "apisix.stream_proxy.udp[0]", "{udp}");
+        assert_eq!(
+            e.reason,
+            format!("invalid stream_proxy.udp entry: {reason}"),
+            "{udp}"
+        );
+    }
+    assert_eq!(
+        err("[9200, \"0.0.0.0:9200\"]").reason,
+        "duplicate listen address 0.0.0.0:9200"
+    );
+    assert_eq!(err("9200").key, "apisix.stream_proxy.udp");
+}
+
+#[test]
+fn udp_max_sessions_is_a_count() {
+    let parse = |v: &str| {
+        Settings::parse(&format!(
+            "apisix:\n  stream_proxy:\n    udp_max_sessions: {v}\n"
+        ))
+    };
+    assert_eq!(parse("5").unwrap().udp_max_sessions, 5);
+    for bad in ["0", "-1", "1.5", "many"] {
+        let e = parse(bad).unwrap_err();
+        assert_eq!(e.key, "apisix.stream_proxy.udp_max_sessions", "{bad}");
+    }
+}
+
+#[test]
 fn proxy_protocol_entries_and_their_global_defaults() {
     let s = Settings::parse(
         "apisix:\n  proxy_protocol:\n    enable_tcp_pp: true\n    enable_tcp_pp_to_upstream: true\n  stream_proxy:\n    tcp:\n      - 9100\n      - addr: 9101\n        proxy_protocol: false\n        proxy_protocol_to_upstream_version: 2\n      - addr: 9102\n        proxy_protocol_to_upstream: false\n",
