@@ -33,16 +33,21 @@ impl Resolver {
     /// The address of a node host: an IP literal (IPv6 bracketed or not) as is, a name from the
     /// cache, or looked up now and cached.
     pub async fn resolve(&self, host: &str) -> io::Result<IpAddr> {
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = literal.parse() {
+        if let Some(ip) = self.cached(host) {
             return Ok(ip);
-        }
-        if let Some(ip) = self.cache.load().get(host) {
-            return Ok(*ip);
         }
         let ip = lookup(host).await?;
         self.remember(host, ip);
         Ok(ip)
+    }
+
+    /// The address of a node host without waiting: an IP literal, or a name already cached.
+    pub fn cached(&self, host: &str) -> Option<IpAddr> {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse() {
+            return Some(ip);
+        }
+        self.cache.load().get(host).copied()
     }
 
     fn remember(&self, host: &str, ip: IpAddr) {

@@ -40,6 +40,8 @@ pub struct SessionEnd {
     pub to_client: u64,
     /// Since the connection was accepted.
     pub duration: Duration,
+    /// `TCP` or `UDP`, as nginx's `$protocol`.
+    pub protocol: &'static str,
 }
 
 /// Why pre-reading stopped before a plugin was satisfied.

@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use rustls::pki_types::ServerName;
-use sg_balancer::{Pick, Tried};
+use sg_balancer::{NodeSpec, Pick, Tried};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -145,31 +145,19 @@ pub async fn connect(
         {
             return Err(Error::new(ErrorKind::RetryTimeout).on(attempt));
         }
-        let mut buf = key_buf();
-        let key = vars.hash_key(up.hash_var, &mut buf);
-        let Some(pick) = health::pick(up, key, &tried) else {
+        let Some((pick, node)) = next_node(up, vars, &mut tried) else {
             break;
         };
-        tried.insert(pick.index);
-        let node = &up.balancer.nodes()[pick.index];
         let ip = match resolver.resolve(&node.host).await {
             Ok(ip) => ip,
             Err(error) => {
-                last_error = Error::new(ErrorKind::Resolve).on(&node.host).because(error);
-                if logs::allow(LogKind::Upstream) {
-                    warn!("{last_error}");
-                }
+                last_error = unresolved(node, error);
                 continue;
             }
         };
         let addr = SocketAddr::new(ip, node.port);
-        // Labels are built only off the common path (a retry or a failure), never per session.
-        let labels = || NodeLabels {
-            upstream: up.key.clone(),
-            node: node.address(),
-        };
         if attempt > 0 {
-            METRICS.retries.get_or_create(&labels()).inc();
+            METRICS.retries.get_or_create(&node_labels(up, node)).inc();
         }
         info!("proxy request to {addr}");
         let attempt = async {
@@ -198,14 +186,60 @@ pub async fn connect(
                 Outcome::Timeout,
             ),
         };
-        health::report_connect(up, pick.index, outcome);
-        METRICS.connect_failures.get_or_create(&labels()).inc();
+        attempt_failed(up, &pick, outcome, &error);
         last_error = error;
-        if logs::allow(LogKind::Upstream) {
-            warn!("{last_error}");
-        }
     }
     Err(last_error)
+}
+
+/// The next node a session tries: the balancer's pick for the session's hash key among the
+/// nodes not tried yet (healthy ones first), then counted as tried.
+pub(crate) fn next_node<'u>(
+    up: &'u Upstream,
+    vars: &ConnVars,
+    tried: &mut Tried,
+) -> Option<(Pick, &'u NodeSpec)> {
+    let mut buf = key_buf();
+    let key = vars.hash_key(up.hash_var, &mut buf);
+    let pick = health::pick(up, key, tried)?;
+    tried.insert(pick.index);
+    let node = &up.balancer.nodes()[pick.index];
+    Some((pick, node))
+}
+
+/// The labels of a node's series: built only off the common path (a retry or a failure),
+/// never per session.
+pub(crate) fn node_labels(up: &Upstream, node: &NodeSpec) -> NodeLabels {
+    NodeLabels {
+        upstream: up.key.clone(),
+        node: node.address(),
+    }
+}
+
+/// The error of a node whose name did not resolve, logged (rate-limited).
+pub(crate) fn unresolved(
+    node: &NodeSpec,
+    cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> Error {
+    let error = Error::new(ErrorKind::Resolve).on(&node.host).because(cause);
+    if logs::allow(LogKind::Upstream) {
+        warn!("{error}");
+    }
+    error
+}
+
+/// Reports a failed attempt on the node `pick` chose to its passive health check, counts it
+/// and logs it (rate-limited).
+pub(crate) fn attempt_failed(up: &Upstream, pick: &Pick, outcome: Outcome, error: &Error) {
+    health::report_connect(up, pick.index, outcome);
+    let node = &up.balancer.nodes()[pick.index];
+    METRICS
+        .connect_failures
+        .get_or_create(&node_labels(up, node))
+        .inc();
+    if logs::allow(LogKind::Upstream) {
+        warn!("{error}");
+    }
 }
 
 #[cfg(test)]

@@ -16,12 +16,13 @@ use tracing::info;
 
 use super::connect::UpstreamIo;
 use super::drain::CloseFlag;
+use super::ended::{ended, Summary};
 use super::relay::plain::Relay;
 use super::relay::tls::StreamRelay;
 use super::relay::Transfer;
 use super::ClientIo;
 use crate::config::route::Route;
-use crate::plugins::{Ctx, SessionEnd};
+use crate::plugins::Ctx;
 
 /// Boxed: the plain relay, held inline, is what most sessions use.
 type TlsRelay = Pin<Box<StreamRelay<ClientIo, UpstreamIo>>>;
@@ -93,32 +94,15 @@ impl Future for Established {
             end,
         } = ready!(this.relay.poll(cx));
         // Pre-read bytes were replayed to the upstream before the relay started.
-        let to_upstream = to_upstream + *this.replayed;
-        let metrics = &this.route.metrics;
-        metrics.active.dec();
-        metrics.to_upstream.inc_by(to_upstream);
-        metrics.to_client.inc_by(to_client);
-        let duration = this.started.elapsed();
-        info!(
-            target: "streamgate::access",
-            route = %this.route.id,
-            node = %this.node,
-            sent = to_upstream,
-            received = to_client,
-            duration_ms = duration.as_millis() as u64,
-            end = %end,
-            "session closed"
-        );
-        let ended = SessionEnd {
-            status: 200,
-            upstream: Some(*this.node),
-            from_client: to_upstream,
+        let summary = Summary {
+            protocol: "TCP",
+            node: *this.node,
+            to_upstream: to_upstream + *this.replayed,
             to_client,
-            duration,
+            started: *this.started,
+            end: &end,
         };
-        for plugin in &this.route.plugins {
-            plugin.log(this.ctx, &ended);
-        }
+        ended(this.route, this.ctx, &summary);
         Poll::Ready(())
     }
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod connect;
 pub(crate) mod drain;
+pub(crate) mod ended;
 pub(crate) mod error;
 mod established;
 pub(crate) mod handshake;
@@ -134,7 +135,7 @@ async fn establish(accepted: Accepted) -> Option<Established> {
 }
 
 /// Logs and counts a session that ended before its relay, by its error's kind and origin.
-fn record(failed: &Failed) {
+pub(crate) fn record(failed: &Failed) {
     let kind = failed.error.kind();
     METRICS
         .session_failures
@@ -175,10 +176,10 @@ fn record(failed: &Failed) {
 }
 
 /// A set-up that failed, the client's connection already closed as the failure asks.
-struct Failed {
-    error: Error,
+pub(crate) struct Failed {
+    pub error: Error,
     /// The route matched, when one was.
-    route: Option<Arc<Route>>,
+    pub route: Option<Arc<Route>>,
 }
 
 impl From<Error> for Failed {
@@ -360,13 +361,14 @@ fn log_unproxied(route: &Route, ctx: &Ctx, status: u16, accepted: Instant) {
         from_client: 0,
         to_client: 0,
         duration: accepted.elapsed(),
+        protocol: "TCP",
     };
-    route.plugins.iter().for_each(|p| p.log(ctx, &ended));
+    ended::run_log_hooks(&route.plugins, ctx, &ended);
 }
 
 /// The upstream's idle timeout (nginx's `proxy_timeout`), raised to what a plugin asked for: an
 /// MQTT client that pings every K seconds must not be cut at 600 s when K is longer.
-fn idle_timeout(upstream: &Upstream, ctx: &Ctx) -> Duration {
+pub(crate) fn idle_timeout(upstream: &Upstream, ctx: &Ctx) -> Duration {
     ctx.idle_at_least.map_or(upstream.idle_timeout, |floor| {
         floor.max(upstream.idle_timeout)
     })

@@ -79,6 +79,16 @@ fn oversized(client: IpAddr, size: usize, limit: usize) {
     );
 }
 
+/// The refusal of a plugin that asked for bytes that cannot come (the input ended, or it
+/// asked for no more than it has): refusing is the only way forward.
+pub(crate) fn cannot_come(plugin: &'static str, wanted: usize) -> Refused {
+    error!(plugin, wanted, "plugin asked for bytes that cannot come");
+    Refused {
+        plugin,
+        reject: Reject::silent(503),
+    }
+}
+
 /// How much the first read of a client takes: enough for a whole CONNECT, usually.
 pub fn first_read(limits: PrereadLimits) -> usize {
     PREFERRED_READ.min(limits.buffer).max(1)
@@ -113,15 +123,7 @@ pub async fn run(
                     })
                 }
                 Preread::NeedBytes(wanted) if end.is_some() || wanted <= data.len() => {
-                    // The plugin cannot be satisfied; refusing is the only way forward.
-                    error!(
-                        plugin = plugin.name(),
-                        wanted, "plugin asked for bytes that cannot come"
-                    );
-                    return Err(Refused {
-                        plugin: plugin.name(),
-                        reject: Reject::silent(503),
-                    });
+                    return Err(cannot_come(plugin.name(), wanted));
                 }
                 Preread::NeedBytes(wanted) if wanted > limits.buffer => {
                     oversized(ctx.vars.remote.ip(), wanted, limits.buffer);

@@ -307,7 +307,7 @@ fn write_var(out: &mut Vec<u8>, var: LogVar, values: &Values<'_>) -> bool {
         SessionVar::TimeIso8601 => write_time(out, now, ISO8601),
         SessionVar::Msec => write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis()).is_ok(),
         SessionVar::Pid => write!(out, "{}", std::process::id()).is_ok(),
-        SessionVar::Protocol => write!(out, "TCP").is_ok(),
+        SessionVar::Protocol => write!(out, "{}", end.protocol).is_ok(),
     };
     if !written {
         out.truncate(start);

@@ -31,6 +31,7 @@ fn end() -> SessionEnd {
         from_client: 0,
         to_client: 0,
         duration: Duration::ZERO,
+        protocol: "TCP",
     }
 }
 

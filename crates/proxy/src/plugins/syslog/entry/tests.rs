@@ -26,6 +26,7 @@ fn proxied() -> SessionEnd {
         from_client: 17,
         to_client: 4,
         duration: Duration::from_millis(1_250),
+        protocol: "TCP",
     }
 }
 
@@ -122,6 +123,7 @@ fn a_refused_session_has_no_upstream_and_its_status() {
         from_client: 0,
         to_client: 0,
         duration: Duration::ZERO,
+        protocol: "TCP",
     };
     let format =
         json!({"status": "$status", "upstream": "$upstream_addr", "time": "$session_time"});
