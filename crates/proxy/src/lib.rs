@@ -3,6 +3,7 @@
 //!   published as one immutable `Snapshot` through `ArcSwap`;
 //! - `runtime`: the worker threads, the listeners and where each new session runs;
 //! - `session`: one client connection, phase by phase, from its first bytes to the relay;
+//! - `datagram`: UDP listeners and their sessions, beside `session`;
 //! - `plugins`: the stream plugins, a trait with no I/O that sessions call;
 //! - `health`: per-node health from active probes and passive reports;
 //! - `metrics`: the Prometheus series and the log lines clients can drive.
@@ -10,6 +11,7 @@
 #![deny(rust_2018_idioms)]
 
 mod config;
+mod datagram;
 mod deadline;
 mod health;
 mod metrics;
@@ -21,6 +23,7 @@ pub use config::{
     normalize_sni, run_compiler, Change, Compilation, CompileSettings, ConfigError, Resolver,
     Snapshot, SnapshotHandle,
 };
+pub use datagram::{bind_udp, UdpBound};
 pub use health::{spawn_manager, Outcome, Source, UpstreamHealth};
 pub use metrics::METRICS;
 pub use plugins::flush_syslog;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sg_model::settings::{ConfigProvider, WELL_KNOWN_ADMIN_KEY};
 use sg_model::Settings;
-use sg_proxy::{Dataplane, Gateway, PrereadLimits, StormGuard, Workers};
+use sg_proxy::{Dataplane, Gateway, PrereadLimits, StormGuard, UdpBound, Workers};
 use sg_store::{ConfigStore, EmbeddedStore};
 use tokio::runtime::Handle;
 use tokio::signal::unix::{signal, SignalKind};
@@ -106,12 +106,15 @@ pub async fn run(
         .await
         .map_err(|e| StartError::Fatal(e.into()))??;
 
-    let listeners = if settings.proxy_mode.stream_enabled() {
-        sg_proxy::bind(&settings.stream_listeners)
+    let (listeners, udp) = if settings.proxy_mode.stream_enabled() {
+        let tcp = sg_proxy::bind(&settings.stream_listeners)
             .await
-            .map_err(|e| StartError::Fatal(e.into()))?
+            .map_err(|e| StartError::Fatal(e.into()))?;
+        let udp = sg_proxy::bind_udp(&settings.udp_listeners, settings.udp_max_sessions)
+            .map_err(|e| StartError::Fatal(e.into()))?;
+        (tcp, udp)
     } else {
-        Vec::new()
+        (Vec::new(), UdpBound::none())
     };
     let preread = PrereadLimits {
         buffer: settings.preread_buffer,
@@ -129,7 +132,7 @@ pub async fn run(
         storm: StormGuard::new(settings.storm),
         drainer: plane.drainer.clone(),
     });
-    let dataplane = Dataplane::start(listeners, gateway, workers);
+    let dataplane = Dataplane::start(listeners, udp, gateway, workers);
 
     wait_for_signal().await.map_err(StartError::Fatal)?;
     info!(drain_timeout = ?settings.drain_timeout, "shutting down: closing listeners");

@@ -1,6 +1,6 @@
 //! Stream listeners: home's accept loops, which hand each connection to a session task on the
-//! worker [`Workers::place`] picks, and the drain that lets established sessions finish after
-//! the listeners close.
+//! worker [`Workers::place`] picks, the UDP listeners (`crate::datagram`), and the drain that
+//! lets established sessions finish after the listeners close.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::datagram::UdpBound;
 use crate::metrics::METRICS;
 use crate::runtime::deferred;
 use crate::runtime::workers::Workers;
@@ -94,15 +95,21 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// Starts accepting on every listener, from the current (home) worker.
-    pub fn start(listeners: Vec<Bound>, gateway: Arc<Gateway>, workers: Arc<Workers>) -> Dataplane {
+    /// Starts accepting on every listener, TCP and UDP, from the current (home) worker.
+    pub fn start(
+        listeners: Vec<Bound>,
+        udp: UdpBound,
+        gateway: Arc<Gateway>,
+        workers: Arc<Workers>,
+    ) -> Dataplane {
         let sessions = TaskTracker::new();
         let (stop, stopped) = watch::channel(false);
         let addrs = listeners
             .iter()
             .filter_map(|b| b.listener.local_addr().ok())
             .collect();
-        let mut acceptors = Vec::new();
+        // UDP sessions are tracked with the TCP ones: the drain waits for both.
+        let mut acceptors = udp.start(&gateway, &sessions, &stopped);
         for Bound {
             listener,
             listening,
@@ -172,7 +179,7 @@ impl Dataplane {
 }
 
 /// Resolves once the listeners are to close.
-async fn stopping(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopping(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
