@@ -1,8 +1,10 @@
 # streamgate: `make run` runs the gateway on its embedded store, `make test` runs every test.
 CARGO ?= cargo
 BIN := target/release/streamgate
-# System packages the tests need (real peers); installed when missing.
-APT_PACKAGES := mosquitto mosquitto-clients curl openssl etcd-server etcd-client haproxy rsyslog
+# System packages the tests need (real peers); installed when missing. dnsmasq-base is
+# dnsmasq without its system service (the tests start their own); bind9-dnsutils has dig.
+APT_PACKAGES := mosquitto mosquitto-clients curl openssl etcd-server etcd-client haproxy \
+	dnsmasq-base bind9-dnsutils rsyslog
 
 .PHONY: build run test deps lint bench
 

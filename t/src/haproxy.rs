@@ -33,13 +33,7 @@ fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("HAPROXY_BIN") {
         return PathBuf::from(path);
     }
-    // /usr/sbin is not on every PATH.
-    let packaged = PathBuf::from("/usr/sbin/haproxy");
-    if packaged.exists() {
-        packaged
-    } else {
-        PathBuf::from("haproxy")
-    }
+    crate::sbin("haproxy")
 }
 
 impl Haproxy {

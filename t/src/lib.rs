@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 pub mod data_plane;
+pub mod dns;
 pub mod etcd;
 pub mod etcd_secure;
 pub mod extremes;
@@ -37,6 +38,16 @@ pub fn launch(dir: &Path, log: std::fs::File, env: &[(&str, String)]) -> Result<
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {}", binary().display()))
+}
+
+/// A system binary from its Debian package: /usr/sbin is not on every PATH.
+pub fn sbin(name: &str) -> PathBuf {
+    let packaged = Path::new("/usr/sbin").join(name);
+    if packaged.exists() {
+        packaged
+    } else {
+        PathBuf::from(name)
+    }
 }
 
 /// The release binary built by `make test` (or `STREAMGATE_BIN`).
@@ -201,6 +212,21 @@ impl Gateway {
                     .and_then(|v| v.trim().parse().ok())
             })
             .unwrap_or(0.0)
+    }
+
+    /// Polls the metric `series` until it equals `want` (at most 10 s; a session's end is
+    /// counted just after its client sees it).
+    pub fn wait_metric(&self, series: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.metric(series) != want {
+            assert!(
+                Instant::now() < deadline,
+                "{series} stayed at {} (want {want})\n{}",
+                self.metric(series),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The gateway's process id.

@@ -1,26 +1,11 @@
 //! Prometheus metrics of the built binary move as sessions come and go.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sg_blackbox::mqtt::free_port_on;
 use sg_blackbox::tcp::{connect_from, exchange, greeting, hex, NamedServer};
 use sg_blackbox::{config_with_tcp, free_port, Gateway};
-
-/// Polls `metric` until it equals `want` (the session's end is logged just after the client sees it).
-fn eventually(gw: &Gateway, series: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.metric(series) != want {
-        assert!(
-            Instant::now() < deadline,
-            "{series} stayed at {} (want {want})\n{}",
-            gw.metric(series),
-            gw.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn metrics_follow_sessions_rejections_and_failures() {
@@ -50,18 +35,10 @@ fn metrics_follow_sessions_rejections_and_failures() {
         .write_all(&hex("10 0f 00 04 4d 51 54 54 04 02 00 3c 00 03 66 6f 6f"))
         .unwrap();
     assert_eq!(greeting(&mut session).as_deref(), Some("up"));
-    eventually(
-        &gw,
-        "streamgate_stream_active_connections{route=\"1\"}",
-        1.0,
-    );
+    gw.wait_metric("streamgate_stream_active_connections{route=\"1\"}", 1.0);
     drop(session);
-    eventually(
-        &gw,
-        "streamgate_stream_active_connections{route=\"1\"}",
-        0.0,
-    );
-    eventually(&gw, "apisix_stream_connection_total{route=\"1\"}", 1.0);
+    gw.wait_metric("streamgate_stream_active_connections{route=\"1\"}", 0.0);
+    gw.wait_metric("apisix_stream_connection_total{route=\"1\"}", 1.0);
     assert_eq!(
         gw.metric("streamgate_stream_bytes_total{route=\"1\",direction=\"upstream\"}"),
         17.0
@@ -90,20 +67,17 @@ fn metrics_follow_sessions_rejections_and_failures() {
             .is_empty()
     );
     assert!(exchange(listen, b"mmm").unwrap_or_default().is_empty());
-    eventually(
-        &gw,
+    gw.wait_metric(
         "streamgate_mqtt_connect_rejected_total{reason=\"protocol_level\"}",
         1.0,
     );
-    eventually(
-        &gw,
+    gw.wait_metric(
         "streamgate_mqtt_connect_rejected_total{reason=\"not_connect\"}",
         1.0,
     );
-    eventually(&gw, "apisix_stream_connection_total{route=\"1\"}", 3.0);
+    gw.wait_metric("apisix_stream_connection_total{route=\"1\"}", 3.0);
     // Sessions that ended before their relay, by kind and origin.
-    eventually(
-        &gw,
+    gw.wait_metric(
         "streamgate_session_failures_total{kind=\"refused\",origin=\"client\"}",
         2.0,
     );
@@ -117,8 +91,7 @@ fn metrics_follow_sessions_rejections_and_failures() {
         200
     );
     assert!(exchange(listen, b"x").unwrap_or_default().is_empty());
-    eventually(
-        &gw,
+    gw.wait_metric(
         "streamgate_session_failures_total{kind=\"connect_refused\",origin=\"upstream\"}",
         1.0,
     );

@@ -134,20 +134,6 @@ fn tls_talk(to: SocketAddr, options: &ClientOptions<'_>) -> (SocketAddr, Vec<u8>
     (client, served, session.finish().unwrap())
 }
 
-/// Polls `series` until it equals `want`.
-fn eventually(gw: &Gateway, series: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.metric(series) != want {
-        assert!(
-            Instant::now() < deadline,
-            "{series} stayed at {} (want {want})\n{}",
-            gw.metric(series),
-            gw.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Two HAProxy frontends in front of `target`, one sending v1 and one v2, their servers with
 /// `server_options` added.
 fn haproxy_sending_to(target: u16, server_options: &str) -> (Haproxy, SocketAddr, SocketAddr) {
@@ -672,7 +658,7 @@ fn hostile_headers_close_only_their_own_connection() {
         "closed by preread_timeout (3 s) after {waited:?}"
     );
 
-    eventually(&gw, FAILURES, hostile.len() as f64 + 1.0);
+    gw.wait_metric(FAILURES, hostile.len() as f64 + 1.0);
     let log = gw.log();
     for line in [
         "broken PROXY protocol header: unexpected end of file",
@@ -710,13 +696,11 @@ fn the_connection_rate_applies_to_the_client_the_header_names() {
         b"up\nhibye 2\n",
         "192.0.2.2 has a bucket of its own"
     );
-    eventually(
-        &gw,
+    gw.wait_metric(
         "streamgate_connections_refused_total{reason=\"client_rate\"}",
         1.0,
     );
-    eventually(
-        &gw,
+    gw.wait_metric(
         "streamgate_session_failures_total{kind=\"client_rate\",origin=\"client\"}",
         1.0,
     );

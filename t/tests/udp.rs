@@ -1,0 +1,289 @@
+//! UDP stream proxying with real peers: dnsmasq as the server, `dig` and an RFC 1035 client as
+//! clients, through the built binary: answers arrive, many source ports are all answered,
+//! live sessions stay pinned across a hot swap, chash on `remote_addr`, idle sessions expire,
+//! the session cap refuses and counts, and hostile datagrams harm nobody.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sg_blackbox::dns::{Client, Dnsmasq};
+use sg_blackbox::{config_with_tcp, free_port, Gateway};
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 2, 2, 2);
+const ACTIVE: &str = "streamgate_stream_active_connections{route=\"1\"}";
+
+/// A port free for both TCP and UDP on 127.0.0.1 now (dnsmasq binds both).
+fn free_udp_port() -> u16 {
+    loop {
+        let port = free_port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A gateway with one UDP listener on 127.0.0.1 and `extra` lines in `stream_proxy`, its
+/// access log on. Returns it and the listener's address.
+fn gateway(extra: &str) -> (Gateway, SocketAddr) {
+    let admin_port = free_port();
+    let udp = free_udp_port();
+    let config = config_with_tcp(admin_port, &[format!("\"127.0.0.1:{}\"", free_port())])
+        .replace(
+            "  stream_proxy:\n",
+            &format!("  stream_proxy:\n    udp: [\"127.0.0.1:{udp}\"]\n{extra}"),
+        )
+        .replace("enable_access_log: false", "enable_access_log: true");
+    let gw = Gateway::start_with(&config, admin_port).unwrap();
+    (gw, SocketAddr::from(([127, 0, 0, 1], udp)))
+}
+
+/// Route 1: every datagram of the listener at `listener` to `upstream` (with the prometheus
+/// plugin, so APISIX's session counter moves).
+fn route(gw: &Gateway, listener: SocketAddr, upstream: Value) {
+    let body = json!({
+        "server_port": listener.port(),
+        "plugins": {"prometheus": {}},
+        "upstream": upstream,
+    });
+    let reply = gw.admin("PUT", "/apisix/admin/stream_routes/1", &body.to_string());
+    assert!(reply.status < 300, "{}", reply.body);
+}
+
+fn udp_upstream(servers: &[&Dnsmasq], extra: Value) -> Value {
+    let nodes: serde_json::Map<String, Value> = servers
+        .iter()
+        .map(|s| (s.addr.to_string(), json!(1)))
+        .collect();
+    let mut up = json!({"scheme": "udp", "type": "roundrobin", "nodes": nodes});
+    if let (Some(up), Value::Object(extra)) = (up.as_object_mut(), extra) {
+        up.extend(extra);
+    }
+    up
+}
+
+/// Upstream keys for an idle timeout of `secs` (APISIX's schema wants all three timeouts).
+fn idle(secs: u64) -> Value {
+    json!({"timeout": {"connect": secs, "send": secs, "read": secs}})
+}
+
+/// One dnsmasq answering [`A`] behind a gateway (`extra` lines in `stream_proxy`) whose route
+/// 1 has `upstream_extra` keys, and a client whose first answer came (its session is open).
+struct Serving {
+    server: Dnsmasq,
+    gw: Gateway,
+    listener: SocketAddr,
+    client: Client,
+}
+
+fn serving(extra: &str, upstream_extra: Value) -> Serving {
+    let server = Dnsmasq::start(free_udp_port(), A).unwrap();
+    let (gw, listener) = gateway(extra);
+    route(&gw, listener, udp_upstream(&[&server], upstream_extra));
+    let client = Client::bind("127.0.0.1").unwrap();
+    assert_eq!(client.ask_until_answered(listener).unwrap(), A);
+    Serving {
+        server,
+        gw,
+        listener,
+        client,
+    }
+}
+
+#[test]
+fn dig_gets_answers_and_the_session_is_counted_and_logged() {
+    let Serving {
+        server,
+        gw,
+        listener,
+        ..
+    } = serving("", idle(1));
+    let dig = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &listener.port().to_string()])
+        .args(["example.test", "+short", "+tries=1", "+time=2"])
+        .output()
+        .expect("dig (make test installs it)");
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), A.to_string());
+    // Both sessions end after a second of silence; each is logged and counted once.
+    gw.wait_metric("apisix_stream_connection_total{route=\"1\"}", 2.0);
+    gw.wait_metric(ACTIVE, 0.0);
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("session closed route=1") && l.contains("protocol=UDP"))
+        .unwrap_or_else(|| panic!("no UDP access line: {log}"));
+    assert!(line.contains(&format!("node={}", server.addr)), "{line}");
+    assert!(line.contains("end=idle timeout"), "{line}");
+    assert!(
+        !line.contains("sent=0") && !line.contains("received=0"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_thousand_queries_from_fifty_ports_are_all_answered() {
+    // `..` would drop the server at once: it is bound.
+    let Serving {
+        server: _server,
+        gw,
+        listener,
+        ..
+    } = serving("", json!({}));
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let client = Client::bind("127.0.0.1").unwrap();
+                (0..20)
+                    .map(|_| client.ask(listener))
+                    .filter(|answer| matches!(answer, Ok(ip) if *ip == A))
+                    .count()
+            })
+        })
+        .collect();
+    let answered: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(answered, 1000);
+    // The readiness client's session and one per client socket.
+    assert_eq!(gw.metric(ACTIVE), 51.0);
+}
+
+#[test]
+fn a_hot_swap_moves_new_sessions_and_leaves_live_ones_pinned() {
+    let (a, b) = (
+        Dnsmasq::start(free_udp_port(), A).unwrap(),
+        Dnsmasq::start(free_udp_port(), B).unwrap(),
+    );
+    let (gw, listener) = gateway("");
+    route(&gw, listener, udp_upstream(&[&a], json!({})));
+    let live = Client::bind("127.0.0.1").unwrap();
+    assert_eq!(live.ask_until_answered(listener).unwrap(), A);
+    route(&gw, listener, udp_upstream(&[&b], json!({})));
+    let new = Client::bind("127.0.0.1").unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            new.ask(listener).unwrap(),
+            B,
+            "a new session used the old upstream"
+        );
+        assert_eq!(live.ask(listener).unwrap(), A, "a live session moved");
+    }
+}
+
+#[test]
+fn chash_on_remote_addr_keeps_each_client_address_on_one_server() {
+    let (a, b) = (
+        Dnsmasq::start(free_udp_port(), A).unwrap(),
+        Dnsmasq::start(free_udp_port(), B).unwrap(),
+    );
+    let (gw, listener) = gateway("");
+    let up = udp_upstream(&[&a, &b], json!({"type": "chash", "key": "remote_addr"}));
+    route(&gw, listener, up);
+    Client::bind("127.0.0.1")
+        .unwrap()
+        .ask_until_answered(listener)
+        .unwrap();
+    let mut seen = Vec::new();
+    for host in 2..22 {
+        let ip = format!("127.0.0.{host}");
+        // Three sockets (three sessions) per address, three queries each.
+        let answers: Vec<Ipv4Addr> = (0..3)
+            .flat_map(|_| {
+                let client = Client::bind(&ip).unwrap();
+                (0..3).map(move |_| client.ask(listener).unwrap())
+            })
+            .collect();
+        assert!(
+            answers.iter().all(|x| *x == answers[0]),
+            "{ip}: {answers:?}"
+        );
+        seen.push(answers[0]);
+    }
+    assert!(
+        seen.contains(&A) && seen.contains(&B),
+        "one server took every client: {seen:?}"
+    );
+}
+
+#[test]
+fn idle_sessions_expire_and_the_client_then_follows_the_new_upstream() {
+    let (a, b) = (
+        Dnsmasq::start(free_udp_port(), A).unwrap(),
+        Dnsmasq::start(free_udp_port(), B).unwrap(),
+    );
+    let (gw, listener) = gateway("");
+    route(&gw, listener, udp_upstream(&[&a], idle(1)));
+    let client = Client::bind("127.0.0.1").unwrap();
+    assert_eq!(client.ask_until_answered(listener).unwrap(), A);
+    route(&gw, listener, udp_upstream(&[&b], idle(1)));
+    // Still within its second: pinned.
+    assert_eq!(client.ask(listener).unwrap(), A);
+    gw.wait_metric(ACTIVE, 0.0);
+    assert_eq!(
+        client.ask(listener).unwrap(),
+        B,
+        "the expired session was reused"
+    );
+}
+
+#[test]
+fn the_session_cap_refuses_new_clients_and_counts_them() {
+    let Serving {
+        server: _server,
+        gw,
+        listener,
+        client: first,
+    } = serving("    udp_max_sessions: 3\n", idle(1));
+    let admitted: Vec<Client> = (0..2).map(|_| Client::bind("127.0.0.1").unwrap()).collect();
+    for client in &admitted {
+        assert_eq!(client.ask(listener).unwrap(), A);
+    }
+    let refused = Client::bind("127.0.0.1").unwrap();
+    assert!(refused
+        .ask_within(listener, Duration::from_millis(300))
+        .is_err());
+    assert_eq!(
+        gw.metric("streamgate_connections_refused_total{reason=\"udp_session_limit\"}"),
+        1.0
+    );
+    // Live sessions keep working; once they expire, the refused client gets in.
+    assert_eq!(first.ask(listener).unwrap(), A);
+    gw.wait_metric(ACTIVE, 0.0);
+    assert_eq!(refused.ask(listener).unwrap(), A);
+}
+
+#[test]
+fn largest_empty_and_garbage_datagrams_and_a_source_flood_harm_nobody() {
+    let Serving {
+        server: _server,
+        gw,
+        listener,
+        client,
+    } = serving("    udp_max_sessions: 100\n", json!({}));
+    // The largest UDP payload over IPv4, an empty datagram and garbage, on the live session.
+    for datagram in [vec![0xff; 65_507], Vec::new(), b"\x00\x01garbage".to_vec()] {
+        client.socket.send_to(&datagram, listener).unwrap();
+    }
+    assert_eq!(client.ask(listener).unwrap(), A);
+    // 300 new sources at once against a cap of 100 (the client holds one place): the gateway
+    // holds 100 sessions, refuses and counts the others, and the live session goes on.
+    let flood: Vec<UdpSocket> = (0..300)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for socket in &flood {
+        socket.send_to(b"flood", listener).unwrap();
+    }
+    gw.wait_metric(ACTIVE, 100.0);
+    let refused = "streamgate_connections_refused_total{reason=\"udp_session_limit\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.metric(refused) < 1.0 {
+        assert!(Instant::now() < deadline, "nothing refused: {}", gw.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        client.ask(listener).unwrap(),
+        A,
+        "the live session was disturbed"
+    );
+    assert_eq!(gw.metric(ACTIVE), 100.0);
+}
