@@ -2,7 +2,8 @@
 //! in one run with the systems alternating, written to docs/benchmarks.md.
 //!
 //! Scenarios: idle hold (proxy RSS per idle connection), connect storm, TLS connect storm,
-//! QoS 0 and QoS 1 publish; then configuration scale, on streamgate alone. Every load stays on
+//! QoS 0 and QoS 1 publish; then configuration scale and UDP idle sessions, on streamgate
+//! alone. Every load stays on
 //! 127.0.0.0/8 and is bounded by the sizes below.
 
 mod admin;
@@ -27,7 +28,7 @@ use clap::Parser;
 use kind::Kind;
 use placement::CpuList;
 use report::RunResult;
-use scenario::config_scale;
+use scenario::{config_scale, udp_idle};
 
 /// The scenarios run against every system, in rounds.
 const MQTT_SCENARIOS: [&str; 11] = [
@@ -43,8 +44,9 @@ const MQTT_SCENARIOS: [&str; 11] = [
     "qos1",
     "qos0-tls",
 ];
-/// The scenario run once, on streamgate alone.
+/// The scenarios run once, on streamgate alone.
 const CONFIG_SCALE: &str = "config-scale";
+const UDP_IDLE: &str = "udp-idle";
 
 /// Side-by-side MQTT benchmarks of direct-to-broker, streamgate and HAProxy.
 #[derive(Parser, Debug, Clone)]
@@ -64,14 +66,17 @@ pub struct Args {
     )]
     pub systems: Vec<String>,
     /// Scenarios to run (idle, silent, idle-tls, idle-mtls, idle-tls-upstream, storm, tls,
-    /// tls-resumed, qos0, qos1, qos0-tls, config-scale). Only
-    /// `config-scale` starts no broker and runs no rounds.
+    /// tls-resumed, qos0, qos1, qos0-tls, config-scale, udp-idle). Only `config-scale` and
+    /// `udp-idle` start no broker and run no rounds.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "idle,silent,idle-tls,idle-mtls,idle-tls-upstream,storm,tls,tls-resumed,qos0,qos1,qos0-tls,config-scale"
+        default_value = "idle,silent,idle-tls,idle-mtls,idle-tls-upstream,storm,tls,tls-resumed,qos0,qos1,qos0-tls,config-scale,udp-idle"
     )]
     pub scenarios: Vec<String>,
+    /// UDP idle sessions: sessions held open.
+    #[arg(long, default_value_t = 5000)]
+    pub udp_sessions: usize,
     /// Configuration scale: stream routes written through the Admin API (0: not run).
     #[arg(long, default_value_t = 10_000)]
     pub config_routes: usize,
@@ -165,11 +170,14 @@ fn main() -> Result<()> {
         .map(|s| Kind::parse(s))
         .collect::<Result<Vec<_>>>()?;
     for s in &args.scenarios {
-        if !MQTT_SCENARIOS.contains(&s.as_str()) && s != CONFIG_SCALE {
+        if !MQTT_SCENARIOS.contains(&s.as_str()) && s != CONFIG_SCALE && s != UDP_IDLE {
             bail!("unknown scenario {s:?}");
         }
     }
-    let mqtt = args.scenarios.iter().any(|s| s != CONFIG_SCALE);
+    let mqtt = args
+        .scenarios
+        .iter()
+        .any(|s| MQTT_SCENARIOS.contains(&s.as_str()));
     // Counted before the load generator may be pinned to fewer of them.
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     if let Some(cpus) = &args.others_cpus {
@@ -195,6 +203,11 @@ fn main() -> Result<()> {
             };
             config_scale::run(&options, &runtime)
         });
+    let udp = args
+        .scenarios
+        .iter()
+        .any(|s| s == UDP_IDLE)
+        .then(|| udp_idle::run(args.udp_sessions));
 
     let conditions = report::Conditions {
         busy_before: quiet.0,
@@ -204,7 +217,11 @@ fn main() -> Result<()> {
         took: started.elapsed(),
         cores,
     };
-    let report = report::render(&args, &systems, &results, scale.as_ref(), &conditions)?;
+    let alone = report::Alone {
+        scale: scale.as_ref(),
+        udp: udp.as_ref(),
+    };
+    let report = report::render(&args, &systems, &results, &alone, &conditions)?;
     match args.out.as_deref() {
         Some(p) if p == Path::new("-") => print!("{report}"),
         out => {
@@ -219,6 +236,9 @@ fn main() -> Result<()> {
             }
             if let Some(scale) = &scale {
                 print!("\nConfiguration scale:\n{}", scale.table());
+            }
+            if let Some(udp) = &udp {
+                print!("\n{}", udp.section());
             }
         }
     }

@@ -12,9 +12,17 @@ use anyhow::Result;
 
 use crate::kind::Kind;
 use crate::metrics::{metrics, ms, Metric, Target};
-use crate::scenario::{config_scale::ConfigScale, publish::Publish, storm::Storm};
+use crate::scenario::{
+    config_scale::ConfigScale, publish::Publish, storm::Storm, udp_idle::UdpIdle,
+};
 use crate::stats::median;
 use crate::Args;
+
+/// The scenarios run once on streamgate alone, when they ran.
+pub struct Alone<'a> {
+    pub scale: Option<&'a ConfigScale>,
+    pub udp: Option<&'a UdpIdle>,
+}
 
 /// The line that separates the hand-written intro from the generated part.
 pub const MARKER: &str =
@@ -391,7 +399,7 @@ pub fn render(
     args: &Args,
     systems: &[Kind],
     results: &BTreeMap<Kind, Vec<RunResult>>,
-    scale: Option<&ConfigScale>,
+    alone: &Alone<'_>,
     conditions: &Conditions,
 ) -> Result<String> {
     let mut out = String::new();
@@ -435,8 +443,11 @@ pub fn render(
     if !errors.is_empty() {
         writeln!(out, "## Errors\n\n{}\n", errors.join("\n"))?;
     }
-    if let Some(scale) = scale {
+    if let Some(scale) = alone.scale {
         writeln!(out, "{}", scale.section())?;
+    }
+    if let Some(udp) = alone.udp {
+        writeln!(out, "{}", udp.section())?;
     }
     writeln!(
         out,
