@@ -287,3 +287,74 @@ fn largest_empty_and_garbage_datagrams_and_a_source_flood_harm_nobody() {
     );
     assert_eq!(gw.metric(ACTIVE), 100.0);
 }
+
+#[test]
+fn a_node_that_refuses_ends_the_session_and_the_next_datagram_picks_again() {
+    // Nothing listens on the node's port yet: it answers with ICMP port unreachable.
+    let port = free_udp_port();
+    let (gw, listener) = gateway("");
+    let node = SocketAddr::from(([127, 0, 0, 1], port));
+    let up = json!({"scheme": "udp", "type": "roundrobin", "nodes": {node.to_string(): 1}});
+    route(&gw, listener, up);
+    let client = Client::bind("127.0.0.1").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.log().contains("end=upstream refused") {
+        assert!(
+            Instant::now() < deadline,
+            "no refused session: {}",
+            gw.log()
+        );
+        assert!(client
+            .ask_within(listener, Duration::from_millis(100))
+            .is_err());
+    }
+    gw.wait_metric(ACTIVE, 0.0);
+    let line = gw
+        .log()
+        .lines()
+        .find(|l| l.contains("end=upstream refused"))
+        .map(str::to_owned)
+        .unwrap();
+    assert!(
+        line.contains(&format!("node={node}")) && line.contains("protocol=UDP"),
+        "{line}"
+    );
+    // The server comes up: the same client's next query opens a session that it answers.
+    let _server = Dnsmasq::start(port, A).unwrap();
+    assert_eq!(client.ask(listener).unwrap(), A);
+}
+
+#[test]
+fn a_plugin_refusal_drops_the_datagram_and_runs_the_log_hooks() {
+    let server = Dnsmasq::start(free_udp_port(), A).unwrap();
+    let (gw, listener) = gateway("");
+    let body = json!({
+        "server_port": listener.port(),
+        "plugins": {"prometheus": {}, "ip-restriction": {"blacklist": ["127.0.0.2"]}},
+        "upstream": udp_upstream(&[&server], json!({})),
+    });
+    let reply = gw.admin("PUT", "/apisix/admin/stream_routes/1", &body.to_string());
+    assert!(reply.status < 300, "{}", reply.body);
+    let allowed = Client::bind("127.0.0.1").unwrap();
+    assert_eq!(allowed.ask_until_answered(listener).unwrap(), A);
+    let refused = Client::bind("127.0.0.2").unwrap();
+    for _ in 0..3 {
+        assert!(refused
+            .ask_within(listener, Duration::from_millis(100))
+            .is_err());
+    }
+    // Each refused datagram was a session of its own, refused, logged by the hooks.
+    gw.wait_metric(
+        "streamgate_session_failures_total{kind=\"refused\",origin=\"client\"}",
+        3.0,
+    );
+    gw.wait_metric("apisix_stream_connection_total{route=\"1\"}", 3.0);
+    assert_eq!(
+        gw.metric(ACTIVE),
+        1.0,
+        "only the allowed client's session is open"
+    );
+    assert!(gw
+        .log()
+        .contains("ip-restriction exits with status code 403"));
+}

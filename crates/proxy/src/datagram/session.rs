@@ -12,6 +12,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use sg_balancer::Pick;
+use tokio::io::Interest;
 use tokio::time::{sleep_until, Instant};
 
 use super::listener::{send, send_to, Link, Listener};
@@ -113,8 +114,14 @@ impl UdpSession {
                 biased;
                 () = link.refused.notified() => break End::Refused,
                 () = closing(self.close.as_deref()) => break End::Drained,
-                ready = link.socket.readable() => {
-                    match ready.and_then(|()| self.replies(&mut to_client)) {
+                // An ICMP error wakes the socket with EPOLLERR alone, not as readable.
+                ready = link.socket.ready(Interest::READABLE | Interest::ERROR) => {
+                    let relayed = match ready {
+                        Ok(ready) if ready.is_error() => self.socket_error().map_or(Ok(false), Err),
+                        Ok(_) => self.replies(&mut to_client),
+                        Err(e) => Err(e),
+                    };
+                    match relayed {
                         Ok(replied) if replied && !heard => {
                             // The first reply, not the (silent) UDP connect, shows the node up.
                             heard = true;
@@ -139,6 +146,21 @@ impl UdpSession {
             }
         };
         (end, to_client)
+    }
+
+    /// The error the node's socket holds (an ICMP port unreachable, as ECONNREFUSED), taken
+    /// from it; an error report with none left (the listener's send took it) is cleared.
+    fn socket_error(&self) -> Option<io::Error> {
+        let socket = &self.entry.link.socket;
+        match socket.take_error() {
+            Ok(None) => {
+                let _ = socket.try_io(Interest::ERROR, || {
+                    Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+                });
+                None
+            }
+            Ok(Some(e)) | Err(e) => Some(e),
+        }
     }
 
     /// Sends the replies waiting on the node's socket to the client, from the listener's
