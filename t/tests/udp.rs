@@ -1,7 +1,8 @@
 //! UDP stream proxying with real peers: dnsmasq as the server, `dig` and an RFC 1035 client as
 //! clients, through the built binary: answers arrive, many source ports are all answered,
 //! live sessions stay pinned across a hot swap, chash on `remote_addr`, idle sessions expire,
-//! the session cap refuses and counts, and hostile datagrams harm nobody.
+//! a refusing node and a refusing plugin end their sessions, the session cap refuses and
+//! counts, hostile datagrams harm nobody, SIGTERM ends quiet sessions, IPv6 listeners.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
@@ -28,16 +29,20 @@ fn free_udp_port() -> u16 {
 /// A gateway with one UDP listener on 127.0.0.1 and `extra` lines in `stream_proxy`, its
 /// access log on. Returns it and the listener's address.
 fn gateway(extra: &str) -> (Gateway, SocketAddr) {
+    let udp = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    (gateway_on(&udp.to_string(), extra), udp)
+}
+
+/// A gateway whose UDP listener is the `stream_proxy.udp` entry `entry`.
+fn gateway_on(entry: &str, extra: &str) -> Gateway {
     let admin_port = free_port();
-    let udp = free_udp_port();
     let config = config_with_tcp(admin_port, &[format!("\"127.0.0.1:{}\"", free_port())])
         .replace(
             "  stream_proxy:\n",
-            &format!("  stream_proxy:\n    udp: [\"127.0.0.1:{udp}\"]\n{extra}"),
+            &format!("  stream_proxy:\n    udp: [\"{entry}\"]\n{extra}"),
         )
         .replace("enable_access_log: false", "enable_access_log: true");
-    let gw = Gateway::start_with(&config, admin_port).unwrap();
-    (gw, SocketAddr::from(([127, 0, 0, 1], udp)))
+    Gateway::start_with(&config, admin_port).unwrap()
 }
 
 /// Route 1: every datagram of the listener at `listener` to `upstream` (with the prometheus
@@ -357,4 +362,42 @@ fn a_plugin_refusal_drops_the_datagram_and_runs_the_log_hooks() {
     assert!(gw
         .log()
         .contains("ip-restriction exits with status code 403"));
+}
+
+#[test]
+fn sigterm_ends_quiet_udp_sessions_within_a_second_or_so() {
+    // Ten-minute sessions (the default), and 30 s of drain_timeout (the default).
+    let Serving {
+        server: _server,
+        mut gw,
+        listener,
+        client,
+    } = serving("", json!({}));
+    assert_eq!(client.ask(listener).unwrap(), A);
+    assert_eq!(gw.metric(ACTIVE), 1.0);
+    let asked = Instant::now();
+    gw.signal_term().unwrap();
+    let status = gw.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status}");
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(5), "the drain took {took:?}");
+    let log = gw.log();
+    assert!(
+        log.contains("end=idle timeout protocol=UDP"),
+        "the session was not ended and logged: {log}"
+    );
+    assert!(!log.contains("drain timeout reached"), "{log}");
+}
+
+#[test]
+fn an_ipv6_listener_answers_from_its_own_address() {
+    let server = Dnsmasq::start(free_udp_port(), A).unwrap();
+    let port = free_udp_port();
+    let gw = gateway_on(&format!("[::1]:{port}"), "");
+    let listener: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    route(&gw, listener, udp_upstream(&[&server], json!({})));
+    // `ask` checks that the answer comes from the address asked.
+    let client = Client::bind("::1").unwrap();
+    assert_eq!(client.ask_until_answered(listener).unwrap(), A);
+    assert_eq!(client.ask(listener).unwrap(), A);
 }
