@@ -96,5 +96,5 @@ fn metrics_follow_sessions_rejections_and_failures() {
         1.0,
     );
     // APISIX's log phase runs for a session no upstream took too (nginx's status 502).
-    eventually(&gw, "apisix_stream_connection_total{route=\"1\"}", 4.0);
+    gw.wait_metric("apisix_stream_connection_total{route=\"1\"}", 4.0);
 }

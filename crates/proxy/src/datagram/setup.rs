@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sg_balancer::{Pick, Tried};
 use tokio::net::UdpSocket;
+use tokio::time::Instant;
 use tracing::info;
 
 use crate::config::resolve::Resolver;
@@ -19,7 +20,7 @@ use crate::health::Outcome;
 use crate::metrics::METRICS;
 use crate::plugins::{Ctx, Input, InputEnd, Preread};
 use crate::session::connect::{attempt_failed, next_node, node_labels, unresolved};
-use crate::session::ended::run_log_hooks;
+use crate::session::ended::{self, BAD_GATEWAY};
 use crate::session::error::{Error, ErrorKind};
 use crate::session::preread::{cannot_come, Refused};
 use crate::session::vars::ConnVars;
@@ -47,6 +48,7 @@ pub(crate) fn open(
     server: SocketAddr,
     datagram: &[u8],
 ) -> Result<Opened, Failed> {
+    let started = Instant::now();
     let snapshot = gateway.snapshots.load();
     let route = snapshot
         .routes
@@ -70,7 +72,7 @@ pub(crate) fn open(
     let delay = match preread(&route, &mut ctx, datagram) {
         Ok(delay) => delay,
         Err(refused) => {
-            run_log_hooks(&route.plugins, &ctx);
+            ended::unproxied(&route, &ctx, refused.reject.code, started, "UDP");
             let status = format!(
                 "{} exits with status code {}",
                 refused.plugin, refused.reject.code
@@ -78,11 +80,15 @@ pub(crate) fn open(
             return Err(failed(Error::new(ErrorKind::Refused).on(status)));
         }
     };
+    let unreached = |error| {
+        ended::unproxied(&route, &ctx, BAD_GATEWAY, started, "UDP");
+        failed(error)
+    };
     let upstream = route
         .upstream
         .clone()
-        .ok_or_else(|| failed(Error::new(ErrorKind::NoUpstream)))?;
-    let linked = link(&upstream, &ctx.vars, &gateway.resolver).map_err(failed)?;
+        .ok_or_else(|| unreached(Error::new(ErrorKind::NoUpstream)))?;
+    let linked = link(&upstream, &ctx.vars, &gateway.resolver).map_err(unreached)?;
     let idle = idle_timeout(&upstream, &ctx);
     Ok(Opened {
         route,

@@ -51,6 +51,29 @@ pub(crate) fn ended(route: &Route, ctx: &Ctx, summary: &Summary<'_>) {
     run_log_hooks(&route.plugins, ctx, &end);
 }
 
+/// nginx's `$status` when no upstream could be reached.
+pub(crate) const BAD_GATEWAY: u16 = 502;
+
+/// Runs the plugins' `log` hooks for a session that ended before its relay, with `status`
+/// (the refusing plugin's code, or 502), as nginx runs its log phase for every session.
+pub(crate) fn unproxied(
+    route: &Route,
+    ctx: &Ctx,
+    status: u16,
+    started: Instant,
+    protocol: &'static str,
+) {
+    let end = SessionEnd {
+        status,
+        upstream: None,
+        from_client: 0,
+        to_client: 0,
+        duration: started.elapsed(),
+        protocol,
+    };
+    run_log_hooks(&route.plugins, ctx, &end);
+}
+
 /// Runs the plugins' `log` hooks of a session that ended, proxied or refused: the one place
 /// they are called.
 pub(crate) fn run_log_hooks(plugins: &[Arc<dyn StreamPlugin>], ctx: &Ctx, end: &SessionEnd) {

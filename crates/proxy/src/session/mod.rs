@@ -39,7 +39,7 @@ use crate::config::route::Route;
 use crate::config::upstream::Upstream;
 use crate::metrics::logs;
 use crate::metrics::{FailureLabels, ReasonLabels, METRICS};
-use crate::plugins::{Ctx, SessionEnd};
+use crate::plugins::Ctx;
 use crate::runtime::storm::StormGuard;
 use crate::session::connect::connect;
 use crate::session::drain::Drainer;
@@ -286,7 +286,7 @@ async fn set_up(
         Ok(bytes) => bytes,
         Err(refused) => {
             refuse(client, refused.reject.reply).await;
-            log_unproxied(&route, &ctx, refused.reject.code, accepted);
+            ended::unproxied(&route, &ctx, refused.reject.code, accepted, "TCP");
             let status = format!(
                 "{} exits with status code {}",
                 refused.plugin, refused.reject.code
@@ -296,7 +296,7 @@ async fn set_up(
     };
     let Some(upstream) = route.upstream.clone() else {
         reject(client);
-        log_unproxied(&route, &ctx, BAD_GATEWAY, accepted);
+        ended::unproxied(&route, &ctx, ended::BAD_GATEWAY, accepted, "TCP");
         return Err(failed(Error::new(ErrorKind::NoUpstream)));
     };
     // Plain clients' fallback SNI only matched routes; TLS upstreams get the client's name.
@@ -322,7 +322,7 @@ async fn set_up(
         Ok(connected) => connected,
         Err(error) => {
             reject(client);
-            log_unproxied(&route, &ctx, BAD_GATEWAY, accepted);
+            ended::unproxied(&route, &ctx, ended::BAD_GATEWAY, accepted, "TCP");
             return Err(failed(error));
         }
     };
@@ -347,23 +347,6 @@ async fn set_up(
         span,
         _pick: connected.pick,
     })
-}
-
-/// nginx's `$status` when no upstream could be reached.
-const BAD_GATEWAY: u16 = 502;
-
-/// Runs the plugins' `log` hooks for a session that ended before its relay, with `status`
-/// (the refusing plugin's code, or 502), as nginx runs its log phase for every session.
-fn log_unproxied(route: &Route, ctx: &Ctx, status: u16, accepted: Instant) {
-    let ended = SessionEnd {
-        status,
-        upstream: None,
-        from_client: 0,
-        to_client: 0,
-        duration: accepted.elapsed(),
-        protocol: "TCP",
-    };
-    ended::run_log_hooks(&route.plugins, ctx, &ended);
 }
 
 /// The upstream's idle timeout (nginx's `proxy_timeout`), raised to what a plugin asked for: an
