@@ -32,4 +32,5 @@ pub use session::drain::Drainer;
 pub use session::preread::PrereadLimits;
 pub use session::relay::tls::StreamRelay;
 pub use session::relay::{End, Transfer};
+pub use session::tls_io::{accept as accept_tls, client_hello_sni, ClientHello, TlsIo};
 pub use session::Gateway;

@@ -6,34 +6,31 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::tls::{normalize_sni, TlsTable};
 use crate::metrics::logs::printable;
 use crate::session::error::{Error, ErrorKind};
+use crate::session::tls_io::{self, TlsIo};
 
 /// A completed TLS handshake and the SNI it was made for.
 pub struct Handshake {
-    pub stream: TlsStream<TcpStream>,
+    pub stream: TlsIo,
     pub sni: String,
 }
 
 /// Terminates TLS on `tcp` with the SSL object its SNI selects.
 pub async fn handshake(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     table: &TlsTable,
     fallback_sni: Option<&str>,
     limit: Duration,
 ) -> Result<Handshake, Error> {
     let failed = |e| Error::new(ErrorKind::Handshake).because(e);
     let work = async {
-        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
-            .await
-            .map_err(failed)?;
-        let sni = start
-            .client_hello()
-            .server_name()
+        let hello = tls_io::client_hello_sni(&mut tcp).await.map_err(failed)?;
+        let sni = hello
+            .sni
+            .as_deref()
             .or(fallback_sni)
             .map(normalize_sni)
             .ok_or(Error::new(ErrorKind::NoSni))?;
@@ -41,8 +38,7 @@ pub async fn handshake(
             // rustls hands over only valid DNS names; escaped anyway, as it reaches a log line.
             Error::new(ErrorKind::NoCertificate).on(printable(sni.as_bytes()))
         })?;
-        let stream = start
-            .into_stream(ssl.config.clone())
+        let stream = tls_io::accept(tcp, ssl.config.clone(), hello.bytes)
             .await
             .map_err(failed)?;
         Ok(Handshake { stream, sni })

@@ -14,6 +14,7 @@ pub(crate) mod handshake;
 pub(crate) mod preread;
 pub(crate) mod proxy_header;
 pub(crate) mod relay;
+pub(crate) mod tls_io;
 pub(crate) mod vars;
 pub(crate) mod waiting;
 
@@ -29,7 +30,6 @@ use sg_model::settings::ProxyProtocolVersion;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tracing::{info, warn, Instrument};
 
@@ -46,6 +46,7 @@ use crate::session::drain::Drainer;
 use crate::session::error::{Error, ErrorKind};
 use crate::session::established::{Established, Relaying};
 use crate::session::preread::PrereadLimits;
+use crate::session::tls_io::TlsIo;
 use crate::session::vars::ConnVars;
 use crate::session::waiting::{Accepted, Waiting};
 
@@ -84,12 +85,12 @@ pub struct Gateway {
 }
 
 /// The client side of a session.
-pub type ClientIo = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+pub type ClientIo = Either<TcpStream, Box<TlsIo>>;
 
 fn tcp_of(client: &ClientIo) -> &TcpStream {
     match client {
         Either::Left(tcp) => tcp,
-        Either::Right(tls) => tls.get_ref().0,
+        Either::Right(tls) => tls.tcp(),
     }
 }
 

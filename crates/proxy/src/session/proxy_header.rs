@@ -5,13 +5,13 @@
 use std::io::{self, ErrorKind as IoKind};
 use std::net::SocketAddr;
 
+use crate::session::tls_io::TlsIo;
 use sg_model::settings::ProxyProtocolVersion;
 use sg_proxy_protocol::{Header, Parsed, Ssl, CLIENT_CERT_CONN, CLIENT_SSL, V2_MAX};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
-use tokio_rustls::server::TlsStream;
 
 use crate::session::error::{Error, ErrorKind};
 
@@ -79,19 +79,19 @@ pub(crate) fn to_upstream(
     client: SocketAddr,
     server: SocketAddr,
     sni: Option<&str>,
-    tls: Option<&TlsStream<TcpStream>>,
+    tls: Option<&TlsIo>,
 ) -> Vec<u8> {
     match version {
         ProxyProtocolVersion::V1 => sg_proxy_protocol::v1(client, server),
         ProxyProtocolVersion::V2 => {
-            let ssl = tls.map(|stream| ssl_of(stream.get_ref().1));
+            let ssl = tls.map(|stream| ssl_of(stream.common()));
             sg_proxy_protocol::v2(client, server, sni, ssl.as_ref())
         }
     }
 }
 
 /// The `PP2_TYPE_SSL` value of a terminated TLS connection.
-fn ssl_of(connection: &rustls::ServerConnection) -> Ssl {
+fn ssl_of(connection: &rustls::CommonState) -> Ssl {
     let certificate = connection
         .peer_certificates()
         .and_then(|chain| chain.first());
