@@ -268,7 +268,7 @@ async fn set_up(
         vars: ConnVars {
             remote,
             server,
-            proxy_protocol: proxied,
+            proxy_protocol: proxied.map(Box::new),
             mqtt_client_id: None,
         },
         leases: Vec::new(),
@@ -345,7 +345,7 @@ async fn set_up(
         replayed,
         close,
         started: accepted,
-        span,
+        span: (!span.is_disabled()).then(|| Box::new(span)),
         _pick: connected.pick,
     })
 }

@@ -10,8 +10,9 @@ pub struct ConnVars {
     /// The client: the socket's peer, or the client a PROXY protocol header names.
     pub remote: SocketAddr,
     pub server: SocketAddr,
-    /// The client a PROXY protocol header named (`$proxy_protocol_addr`, `…_port`).
-    pub proxy_protocol: Option<SocketAddr>,
+    /// The client a PROXY protocol header named (`$proxy_protocol_addr`, `…_port`). Boxed:
+    /// most listeners have none, and every idle session keeps these variables.
+    pub proxy_protocol: Option<Box<SocketAddr>>,
     /// Set by the mqtt-proxy plugin when the CONNECT carries a non-empty client id.
     pub mqtt_client_id: Option<Box<str>>,
 }
@@ -81,11 +82,11 @@ impl ConnVars {
             Var::ServerAddr => Some(buf.format(format_args!("{}", self.server.ip()))),
             Var::ServerPort => Some(buf.format(format_args!("{}", self.server.port()))),
             Var::ProxyProtocolAddr => {
-                let client = self.proxy_protocol?;
+                let client = self.proxy_protocol.as_deref()?;
                 Some(buf.format(format_args!("{}", client.ip())))
             }
             Var::ProxyProtocolPort => {
-                let client = self.proxy_protocol?;
+                let client = self.proxy_protocol.as_deref()?;
                 Some(buf.format(format_args!("{}", client.port())))
             }
         }
