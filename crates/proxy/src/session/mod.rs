@@ -1,9 +1,10 @@
 //! One client connection: match a route on the snapshot loaded at accept time, pick and connect
 //! a node with APISIX's retry rules, replay pre-read bytes, copy, and log the session.
 //!
-//! Its phases, in order: `waiting` for the client's first bytes, the TLS `handshake`,
-//! `preread` by the route's plugins, `connect` to a node, then the `relay`; `drain` closes
-//! sessions whose node leaves its upstream.
+//! Its phases, in order: `waiting` for the client's first bytes, the TLS `handshake` (the
+//! client's TLS stream is `tls_io`, on rustls's unbuffered API), `preread` by the route's
+//! plugins, `connect` to a node, then the `relay`; `ended` counts, logs and runs the plugins'
+//! log hooks; `drain` closes sessions whose node leaves its upstream.
 
 pub(crate) mod connect;
 pub(crate) mod drain;
