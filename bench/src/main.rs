@@ -14,6 +14,7 @@ mod metrics;
 mod mqtt;
 mod placement;
 mod report;
+mod result;
 mod rounds;
 mod scenario;
 mod stats;

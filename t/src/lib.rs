@@ -18,6 +18,7 @@ pub mod extremes;
 pub mod haproxy;
 pub mod mqtt;
 pub mod pki;
+pub mod proxy_protocol;
 pub mod rsyslog;
 pub mod tcp;
 pub mod tls;

@@ -11,6 +11,7 @@ pub(crate) mod drain;
 pub(crate) mod ended;
 pub(crate) mod error;
 mod established;
+mod failed;
 pub(crate) mod handshake;
 pub(crate) mod preread;
 pub(crate) mod proxy_header;
@@ -28,18 +29,14 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use sg_model::settings::ProxyProtocolVersion;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::either::Either;
-use tracing::{info, warn, Instrument};
+use tracing::Instrument;
 
 use crate::config::compiler::SnapshotHandle;
 use crate::config::resolve::Resolver;
-use crate::config::route::Route;
 use crate::config::upstream::Upstream;
-use crate::metrics::logs;
-use crate::metrics::{FailureLabels, ReasonLabels, METRICS};
 use crate::plugins::Ctx;
 use crate::runtime::storm::StormGuard;
 use crate::session::connect::connect;
@@ -50,6 +47,8 @@ use crate::session::preread::PrereadLimits;
 use crate::session::tls_io::TlsIo;
 use crate::session::vars::ConnVars;
 use crate::session::waiting::{Accepted, Waiting};
+use failed::{close_unrouted, refuse, reject};
+pub(crate) use failed::{record, Failed};
 
 /// How a listener's connections are served.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,21 +94,6 @@ fn tcp_of(client: &ClientIo) -> &TcpStream {
     }
 }
 
-/// Closes a refused connection with a reset, as nginx does when it leaves bytes unread.
-fn reject(client: ClientIo) {
-    let _ = socket2::SockRef::from(tcp_of(&client)).set_linger(Some(Duration::ZERO));
-    drop(client);
-}
-
-/// Closes a connection no route takes as nginx does: the kernel sends a FIN to a client that
-/// sent nothing, and a reset when unread bytes are pending; bytes the gateway read already
-/// count as sent.
-fn close_unrouted(client: ClientIo, read_some: bool) {
-    if read_some {
-        reject(client);
-    }
-}
-
 /// Opens the connection's span, then sets the session up inside it.
 async fn establish(accepted: Accepted) -> Option<Established> {
     // Behind a PROXY protocol sender the socket's peer is that balancer; `client` is known
@@ -133,60 +117,6 @@ async fn establish(accepted: Accepted) -> Option<Established> {
             span.in_scope(|| record(&failed));
             None
         }
-    }
-}
-
-/// Logs and counts a session that ended before its relay, by its error's kind and origin.
-pub(crate) fn record(failed: &Failed) {
-    let kind = failed.error.kind();
-    METRICS
-        .session_failures
-        .get_or_create(&FailureLabels {
-            kind: kind.label(),
-            origin: kind.origin().label(),
-        })
-        .inc();
-    match kind {
-        ErrorKind::HandshakeLimit | ErrorKind::ClientRate => METRICS.refuse(kind.label()),
-        ErrorKind::NoSni
-        | ErrorKind::NoCertificate
-        | ErrorKind::HandshakeTimeout
-        | ErrorKind::Handshake => {
-            METRICS
-                .tls_handshake_failures
-                .get_or_create(&ReasonLabels {
-                    reason: kind.label(),
-                })
-                .inc();
-        }
-        _ => {}
-    }
-    match (kind, &failed.route) {
-        // Expected traffic on a shared port: APISIX logs it at info.
-        (ErrorKind::NoRoute, _) => info!("{}", failed.error),
-        // Counted only: a storm must not flood the log.
-        (ErrorKind::HandshakeLimit | ErrorKind::ClientRate, _) => {}
-        _ if !logs::allow(kind.log_kind()) => {}
-        (ErrorKind::Refused, _) | (_, None) => {
-            warn!("{}", failed.error)
-        }
-        (ErrorKind::NoUpstream, Some(route)) => warn!(route = %route.id, "{}", failed.error),
-        (_, Some(route)) => {
-            warn!(route = %route.id, "failed to connect to an upstream: {}", failed.error)
-        }
-    }
-}
-
-/// A set-up that failed, the client's connection already closed as the failure asks.
-pub(crate) struct Failed {
-    pub error: Error,
-    /// The route matched, when one was.
-    pub route: Option<Arc<Route>>,
-}
-
-impl From<Error> for Failed {
-    fn from(error: Error) -> Failed {
-        Failed { error, route: None }
     }
 }
 
@@ -357,17 +287,6 @@ pub(crate) fn idle_timeout(upstream: &Upstream, ctx: &Ctx) -> Duration {
     ctx.idle_at_least.map_or(upstream.idle_timeout, |floor| {
         floor.max(upstream.idle_timeout)
     })
-}
-
-/// Closes a connection a plugin refused: with a reset, or after writing the plugin's reply.
-async fn refuse(mut client: ClientIo, reply: Option<Vec<u8>>) {
-    match reply {
-        Some(bytes) => {
-            let _ = client.write_all(&bytes).await;
-            let _ = client.shutdown().await;
-        }
-        None => reject(client),
-    }
 }
 
 type SetUp = Pin<Box<dyn Future<Output = Option<Established>> + Send>>;
