@@ -70,6 +70,16 @@ impl End {
         }
     }
 
+    /// The end a session will report once both sides are closed, as soon as one side's read
+    /// has closed: that side closed first.
+    fn first_read_closed(client: bool, upstream: bool) -> Option<End> {
+        match (client, upstream) {
+            (true, _) => Some(End::closed_first(Side::Client)),
+            (_, true) => Some(End::closed_first(Side::Upstream)),
+            _ => None,
+        }
+    }
+
     /// `side` failed with `kind`.
     fn failed(side: Side, kind: io::ErrorKind) -> End {
         match side {

@@ -196,11 +196,8 @@ impl Future for Relay {
             if a == Step::Progress || b == Step::Progress {
                 *this.last_activity = Instant::now();
                 if this.first_close.is_none() {
-                    *this.first_close = match (this.up.read_closed, this.down.read_closed) {
-                        (true, _) => Some(End::closed_first(Side::Client)),
-                        (_, true) => Some(End::closed_first(Side::Upstream)),
-                        _ => None,
-                    };
+                    *this.first_close =
+                        End::first_read_closed(this.up.read_closed, this.down.read_closed);
                 }
                 budget += 1;
                 if budget == STEP_BUDGET {
