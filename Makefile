@@ -2,9 +2,10 @@
 CARGO ?= cargo
 BIN := target/release/streamgate
 # System packages the tests need (real peers); installed when missing. dnsmasq-base is
-# dnsmasq without its system service (the tests start their own); bind9-dnsutils has dig.
+# dnsmasq without its system service (the tests start their own); bind9-dnsutils has dig;
+# chromium and chromium-driver run the dashboard's tests in a real browser.
 APT_PACKAGES := mosquitto mosquitto-clients curl openssl etcd-server etcd-client haproxy \
-	dnsmasq-base bind9-dnsutils rsyslog
+	dnsmasq-base bind9-dnsutils rsyslog chromium chromium-driver
 
 .PHONY: build run test deps lint bench
 

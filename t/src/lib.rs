@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+pub mod browser;
 pub mod data_plane;
 pub mod dns;
 pub mod etcd;

@@ -17,8 +17,10 @@ mod path;
 mod reply;
 mod routes;
 mod target;
+mod ui;
 
 pub use routes::router;
+pub use ui::CONTROL_PREFIX;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +46,8 @@ pub struct AdminConfig {
     pub key_required: bool,
     pub allow: Vec<IpNet>,
     pub cors: bool,
+    /// `enable_admin_ui`: serve the dashboard at `/ui/`.
+    pub ui: bool,
     /// `apisix.proxy_mode` includes stream: stream routes may be managed.
     pub stream_enabled: bool,
     pub keyring: Keyring,
@@ -59,6 +63,7 @@ impl AdminConfig {
             key_required: settings.admin.key_required,
             allow: settings.admin.allow.clone(),
             cors: settings.admin.cors,
+            ui: settings.admin.ui,
             stream_enabled: settings.proxy_mode.stream_enabled(),
             keyring: settings.keyring.clone(),
             prefix: settings.etcd.prefix.trim_end_matches('/').to_owned(),
@@ -74,6 +79,8 @@ pub struct AdminState {
     /// The store revision the local data plane has published; when set, a write is answered
     /// only once it reaches new connections (bounded by [`APPLY_WAIT`]).
     pub applied: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The control API, which the dashboard reads under [`CONTROL_PREFIX`] with an admin key.
+    pub control: Option<axum::Router>,
 }
 
 /// A request's query arguments, decoded, in their order.

@@ -1,6 +1,7 @@
 //! The Admin API as an axum `Router`: APISIX's routes and methods, each answered by a handler,
 //! behind the layers every request passes in APISIX's order: `allow_admin`, CORS, the request
-//! timeout, then, on the routes that need it, the admin key.
+//! timeout, then, on the routes that need it, the admin key. The dashboard's routes join the
+//! table when it is enabled.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use axum::routing::{any, MethodFilter, MethodRouter};
 use axum::{BoxError, Router};
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::{auth, body, cors, crud, meta, patch, path, reply, AdminState};
+use crate::{auth, body, cors, crud, meta, patch, path, reply, ui, AdminState};
 
 /// The longest a request (its body included) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,7 +87,7 @@ fn table(state: &AdminState) -> Router<AdminState> {
                 .on(NOT_GET_OR_POST, meta::not_found),
         )
     };
-    Router::new()
+    let table = Router::new()
         .route("/apisix/admin", unrouted().head(alive))
         .route(
             "/apisix/admin/plugins/reload",
@@ -123,7 +124,12 @@ fn table(state: &AdminState) -> Router<AdminState> {
         .route("/apisix/admin/{resource}/{id}/", objects())
         .route("/apisix/admin/{resource}/{id}/{*sub_path}", objects())
         .fallback(reply::no_route)
-        .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(DefaultBodyLimit::max(body::MAX_BODY));
+    if state.config.ui {
+        table.merge(ui::routes(state))
+    } else {
+        table
+    }
 }
 
 /// Where a route's methods start: a method APISIX does not route there finds no route (nginx's

@@ -1,9 +1,13 @@
 //! APISIX's control API, on `apisix.control` (127.0.0.1:9090 by default): the health of the
 //! nodes of every upstream with `checks`, as `GET /v1/healthcheck` and
 //! `GET /v1/healthcheck/{upstreams|stream_routes}/<id>` answer under APISIX, and streamgate's
-//! `GET /v1/config/errors`: the stored objects the data plane could not use.
+//! `GET /v1/config/errors`: the stored objects the data plane could not use, `GET /v1/stats`:
+//! sessions and bytes per route and upstream node, and `GET /v1/certificates`: the SSL objects'
+//! certificates.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+
+mod stats;
 
 use std::future::Future;
 
@@ -32,6 +36,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/v1/healthcheck/{src_type}", get(missing_id))
         .route("/v1/healthcheck/{src_type}/{src_id}", get(one_checker))
         .route("/v1/config/errors", get(config_errors))
+        .route("/v1/stats", get(stats::stats))
+        .route("/v1/certificates", get(stats::certificates))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "404 Route Not Found") })
         .with_state(state)
 }

@@ -150,3 +150,46 @@ async fn lists_the_objects_left_out() {
     // Everything else was compiled.
     assert_eq!(h.state.snapshots.load().upstreams().count(), 3);
 }
+
+#[tokio::test]
+async fn stats_show_each_node_and_route() {
+    let h = harness().await;
+    let snapshot = h.state.snapshots.load();
+    let plain = snapshot.upstream("upstreams/2").unwrap();
+    plain.node_metrics[0].opened();
+    plain.node_metrics[0].closed(10, 20);
+    plain.node_metrics[0].opened();
+    let checked = snapshot.upstream("upstreams/1").unwrap();
+    checked.node_metrics[1].connect_failures.inc();
+
+    let (status, body) = get(&h, "/v1/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["revision"], snapshot.revision);
+    assert_eq!(
+        body["routes"],
+        json!([{"id": "r", "upstream": "stream_routes/r", "active_sessions": 0,
+                "bytes_to_upstream": 0, "bytes_to_client": 0}])
+    );
+    let upstreams = body["upstreams"].as_array().unwrap();
+    let keys: Vec<&str> = upstreams
+        .iter()
+        .map(|u| u["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["stream_routes/r", "upstreams/1", "upstreams/2"]);
+    assert_eq!(
+        upstreams[2],
+        json!({"key": "upstreams/2", "resource": "upstreams", "id": "2", "checks": null,
+               "nodes": [{"host": "127.0.0.1", "port": 1883, "weight": 1, "priority": 0,
+                          "health": null, "active_sessions": 1, "sessions": 2,
+                          "bytes_to_upstream": 10, "bytes_to_client": 20,
+                          "connect_failures": 0, "retries": 0}]})
+    );
+    assert_eq!(
+        upstreams[1]["checks"],
+        json!({"active": true, "passive": false})
+    );
+    let node = &upstreams[1]["nodes"][1];
+    assert_eq!(node["host"], "[::1]");
+    assert_eq!(node["connect_failures"], 1);
+    assert_eq!(node["health"]["status"], "healthy");
+}

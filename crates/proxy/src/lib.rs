@@ -19,13 +19,14 @@ mod plugins;
 mod runtime;
 mod session;
 
+pub use config::tls::{CertificateInfo, SslCertificates};
 pub use config::{
     normalize_sni, run_compiler, Change, Compilation, CompileSettings, ConfigError, Resolver,
     Snapshot, SnapshotHandle,
 };
 pub use datagram::{bind_udp, UdpBound};
 pub use health::{spawn_manager, Outcome, Source, UpstreamHealth};
-pub use metrics::METRICS;
+pub use metrics::{NodeFigures, METRICS};
 pub use plugins::flush_syslog;
 pub use runtime::{bind, Dataplane, StormGuard, Workers};
 pub use session::drain::Drainer;

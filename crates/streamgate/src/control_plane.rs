@@ -63,12 +63,17 @@ impl ControlPlane {
             resolver.clone(),
             stop_rx.clone(),
         ));
+        let control = sg_control::ControlState {
+            snapshots: snapshots.clone(),
+            prefix: settings.etcd.prefix.trim_end_matches('/').to_owned(),
+        };
         let mut servers = Vec::new();
         if settings.admin_enabled() {
             let state = AdminState {
                 config: Arc::new(AdminConfig::from_settings(&settings)),
                 store,
                 applied: Some(snapshots.published()),
+                control: Some(sg_control::router(control.clone())),
             };
             let listener = bind("Admin API", settings.admin.listen).await?;
             servers.push((
@@ -82,13 +87,9 @@ impl ControlPlane {
             tokio::spawn(exporter::serve(listener, stopped(&stop_rx))),
         ));
         if let Some(listener) = bind_control(&settings).await? {
-            let state = sg_control::ControlState {
-                snapshots: snapshots.clone(),
-                prefix: settings.etcd.prefix.trim_end_matches('/').to_owned(),
-            };
             servers.push((
                 "control API",
-                tokio::spawn(sg_control::serve(listener, state, stopped(&stop_rx))),
+                tokio::spawn(sg_control::serve(listener, control, stopped(&stop_rx))),
             ));
         }
         Ok(ControlPlane {

@@ -5,6 +5,7 @@ mod crud;
 mod fuzz;
 mod meta;
 mod routing;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub fn config() -> AdminConfig {
         key_required: true,
         allow: vec!["127.0.0.0/24".parse().unwrap()],
         cors: true,
+        ui: true,
         stream_enabled: true,
         keyring: Keyring::apisix_default(),
         prefix: "/apisix".into(),
@@ -77,6 +79,7 @@ impl Harness {
             config: Arc::new(config),
             store: store.clone(),
             applied: None,
+            control: None,
         };
         Harness {
             state,

@@ -39,6 +39,8 @@ pub struct AdminSettings {
     pub allow: Vec<IpNet>,
     pub listen: SocketAddr,
     pub cors: bool,
+    /// `enable_admin_ui`: the dashboard at `/ui/` on the Admin listener.
+    pub ui: bool,
     /// Keys generated at start for `key: ''` entries (name, key), to be logged.
     pub generated: Vec<(String, String)>,
 }
@@ -49,6 +51,7 @@ const KNOWN: &[&str] = &[
     "deployment.admin.allow_admin",
     "deployment.admin.admin_listen",
     "deployment.admin.enable_admin_cors",
+    "deployment.admin.enable_admin_ui",
 ];
 
 pub(crate) fn parse(
@@ -106,6 +109,7 @@ pub(crate) fn parse(
         allow,
         listen: SocketAddr::new(ip, port),
         cors: node.child("enable_admin_cors").bool_or(true)?,
+        ui: node.child("enable_admin_ui").bool_or(true)?,
         generated,
     };
     check_exposure(&settings, &keys_node)?;

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use sg_model::resource::StreamRoute;
 
 use crate::config::upstream::Upstream;
-use crate::metrics::RouteMetrics;
+use crate::metrics::{NodeMetrics, RouteMetrics};
 use crate::plugins::{self, Reads, StreamPlugin};
 
 /// One stream route, ready to match.
@@ -64,6 +64,11 @@ impl Route {
             waits_for_client,
             server_answers,
         }
+    }
+
+    /// The series of node `index` of the route's upstream.
+    pub fn node_metrics(&self, index: usize) -> Option<&NodeMetrics> {
+        self.upstream.as_ref()?.node_metrics.get(index)
     }
 
     /// Whether every address condition present holds for this connection.
@@ -180,6 +185,11 @@ impl RouteTable {
                 .values()
                 .find(|route| route.matches_addrs(remote, server))
         })
+    }
+
+    /// Every route, in matching order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.with_sni.values().chain(self.without_sni.values())
     }
 
     pub fn len(&self) -> usize {

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use crate::config::error::CompileError;
 use crate::config::tls::{client, server, TlsTable};
 use crate::health::UpstreamHealth;
+use crate::metrics::NodeMetrics;
 use crate::session::vars::Var;
 
 /// nginx's default `proxy_connect_timeout`.
@@ -51,6 +52,8 @@ pub struct Upstream {
     /// ([`PENDING_PER_NODE`]); see `connect`. Not carried over to the next snapshot: right
     /// after a change, sessions of both snapshots may wait on a node, up to twice as many.
     pub pending: Box<[Semaphore]>,
+    /// Per node (by index), its metric series.
+    pub node_metrics: Box<[NodeMetrics]>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -159,6 +162,11 @@ impl Upstream {
             .iter()
             .map(|_| Semaphore::new(PENDING_PER_NODE))
             .collect();
+        let node_metrics = balancer
+            .nodes()
+            .iter()
+            .map(|node| NodeMetrics::for_node(&key, &node.address()))
+            .collect();
         Ok(Upstream {
             key,
             balancer,
@@ -170,6 +178,7 @@ impl Upstream {
             tls,
             health,
             pending,
+            node_metrics,
         })
     }
 }

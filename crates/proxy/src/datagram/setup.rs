@@ -17,9 +17,8 @@ use crate::config::resolve::Resolver;
 use crate::config::route::Route;
 use crate::config::upstream::Upstream;
 use crate::health::Outcome;
-use crate::metrics::METRICS;
 use crate::plugins::{Ctx, Input, InputEnd, Preread};
-use crate::session::connect::{attempt_failed, next_node, node_labels, unresolved};
+use crate::session::connect::{attempt_failed, next_node, unresolved};
 use crate::session::ended::{self, BAD_GATEWAY};
 use crate::session::error::{Error, ErrorKind};
 use crate::session::preread::{cannot_come, Refused};
@@ -151,7 +150,7 @@ fn link(up: &Upstream, vars: &ConnVars, resolver: &Resolver) -> Result<Linked, E
         };
         let addr = SocketAddr::new(ip, node.port);
         if attempt > 0 {
-            METRICS.retries.get_or_create(&node_labels(up, node)).inc();
+            up.node_metrics[pick.index].retries.inc();
         }
         info!("proxy request to {addr}");
         match connected(addr) {

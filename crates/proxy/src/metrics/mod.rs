@@ -2,6 +2,9 @@
 //! upstream nodes) or by fixed reasons: never a client id or a client address.
 
 pub(crate) mod logs;
+mod node;
+
+pub use node::{NodeBytesLabels, NodeFigures, NodeMetrics};
 
 use std::sync::LazyLock;
 
@@ -67,6 +70,10 @@ pub struct Metrics {
     pub bytes: Family<BytesLabels, Counter>,
     pub connect_failures: Family<NodeLabels, Counter>,
     pub retries: Family<NodeLabels, Counter>,
+    /// Per node: proxied sessions open, sessions started, and bytes (see [`NodeMetrics`]).
+    pub node_active: Family<NodeLabels, Gauge>,
+    pub node_sessions: Family<NodeLabels, Counter>,
+    pub node_bytes: Family<NodeBytesLabels, Counter>,
     pub mqtt_rejected: Family<ReasonLabels, Counter>,
     pub tls_handshake_failures: Family<ReasonLabels, Counter>,
     pub refused: Family<ReasonLabels, Counter>,
@@ -91,6 +98,9 @@ impl Metrics {
             bytes: Family::default(),
             connect_failures: Family::default(),
             retries: Family::default(),
+            node_active: Family::default(),
+            node_sessions: Family::default(),
+            node_bytes: Family::default(),
             mqtt_rejected: Family::default(),
             tls_handshake_failures: Family::default(),
             refused: Family::default(),
@@ -125,6 +135,21 @@ impl Metrics {
             "upstream_retries",
             "Connect attempts after a failure, per node tried",
             metrics.retries.clone(),
+        );
+        streamgate.register(
+            "upstream_node_active_sessions",
+            "Open proxied sessions per upstream node",
+            metrics.node_active.clone(),
+        );
+        streamgate.register(
+            "upstream_node_sessions",
+            "Proxied sessions started per upstream node",
+            metrics.node_sessions.clone(),
+        );
+        streamgate.register(
+            "upstream_node_bytes",
+            "Bytes proxied per upstream node and direction, counted when sessions end",
+            metrics.node_bytes.clone(),
         );
         streamgate.register(
             "mqtt_connect_rejected",
@@ -212,6 +237,15 @@ impl Metrics {
         self.connect_failures.remove(&labels);
         self.retries.remove(&labels);
         self.node_healthy.remove(&labels);
+        self.node_active.remove(&labels);
+        self.node_sessions.remove(&labels);
+        for direction in ["upstream", "downstream"] {
+            self.node_bytes.remove(&NodeBytesLabels {
+                upstream: upstream.to_owned(),
+                node: node.to_owned(),
+                direction,
+            });
+        }
     }
 }
 

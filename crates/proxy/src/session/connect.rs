@@ -20,7 +20,6 @@ use crate::config::resolve::Resolver;
 use crate::config::upstream::Upstream;
 use crate::health::{self, Outcome};
 use crate::metrics::logs::{self, LogKind};
-use crate::metrics::{NodeLabels, METRICS};
 use crate::session::error::{Error, ErrorKind};
 use crate::session::vars::{key_buf, ConnVars};
 
@@ -157,7 +156,7 @@ pub async fn connect(
         };
         let addr = SocketAddr::new(ip, node.port);
         if attempt > 0 {
-            METRICS.retries.get_or_create(&node_labels(up, node)).inc();
+            up.node_metrics[pick.index].retries.inc();
         }
         info!("proxy request to {addr}");
         let attempt = async {
@@ -207,15 +206,6 @@ pub(crate) fn next_node<'u>(
     Some((pick, node))
 }
 
-/// The labels of a node's series: built only off the common path (a retry or a failure),
-/// never per session.
-pub(crate) fn node_labels(up: &Upstream, node: &NodeSpec) -> NodeLabels {
-    NodeLabels {
-        upstream: up.key.clone(),
-        node: node.address(),
-    }
-}
-
 /// The error of a node whose name did not resolve, logged (rate-limited).
 pub(crate) fn unresolved(
     node: &NodeSpec,
@@ -232,11 +222,7 @@ pub(crate) fn unresolved(
 /// and logs it (rate-limited).
 pub(crate) fn attempt_failed(up: &Upstream, pick: &Pick, outcome: Outcome, error: &Error) {
     health::report_connect(up, pick.index, outcome);
-    let node = &up.balancer.nodes()[pick.index];
-    METRICS
-        .connect_failures
-        .get_or_create(&node_labels(up, node))
-        .inc();
+    up.node_metrics[pick.index].connect_failures.inc();
     if logs::allow(LogKind::Upstream) {
         warn!("{error}");
     }

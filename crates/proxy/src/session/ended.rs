@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::config::route::Route;
+use crate::metrics::NodeMetrics;
 use crate::plugins::{Ctx, SessionEnd, StreamPlugin};
 
 /// What a session that was proxied did, for its access line.
@@ -16,6 +17,7 @@ pub(crate) struct Summary<'a> {
     /// `TCP` or `UDP`, as nginx's `$protocol`.
     pub protocol: &'static str,
     pub node: SocketAddr,
+    pub node_metrics: Option<&'a NodeMetrics>,
     pub to_upstream: u64,
     pub to_client: u64,
     pub started: Instant,
@@ -29,6 +31,9 @@ pub(crate) fn ended(route: &Route, ctx: &Ctx, summary: &Summary<'_>) {
     metrics.active.dec();
     metrics.to_upstream.inc_by(summary.to_upstream);
     metrics.to_client.inc_by(summary.to_client);
+    if let Some(node) = summary.node_metrics {
+        node.closed(summary.to_upstream, summary.to_client);
+    }
     info!(
         target: "streamgate::access",
         route = %route.id,

@@ -75,7 +75,8 @@ pin_project! {
         // The connection's span, kept only when enabled: a disabled one (the default `warn`
         // level) would still take 40 bytes of every idle session.
         pub(super) span: Option<Box<tracing::Span>>,
-        pub(super) _pick: Pick,
+        // Held for the session's life (least_conn counts it).
+        pub(super) pick: Pick,
     }
 }
 
@@ -87,6 +88,9 @@ impl Future for Established {
         let _in_span = this.span.as_deref().map(tracing::Span::enter);
         if this.close.as_ref().is_some_and(|flag| flag.poll_closed(cx)) {
             this.route.metrics.active.dec();
+            if let Some(node) = this.route.node_metrics(this.pick.index) {
+                node.active.dec();
+            }
             info!(route = %this.route.id, node = %this.node, "session closed: its node is draining");
             return Poll::Ready(());
         }
@@ -99,6 +103,7 @@ impl Future for Established {
         let summary = Summary {
             protocol: "TCP",
             node: *this.node,
+            node_metrics: this.route.node_metrics(this.pick.index),
             to_upstream: to_upstream + *this.replayed,
             to_client,
             started: *this.started,

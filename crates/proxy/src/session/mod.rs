@@ -268,6 +268,7 @@ async fn set_up(
     });
     drop(preread);
     route.metrics.active.inc();
+    upstream.node_metrics[connected.pick.index].opened();
     Ok(Established {
         relay: Relaying::new(client, stream, idle_timeout(&upstream, &ctx)),
         node: connected.addr,
@@ -277,7 +278,7 @@ async fn set_up(
         close,
         started: accepted,
         span: (!span.is_disabled()).then(|| Box::new(span)),
-        _pick: connected.pick,
+        pick: connected.pick,
     })
 }
 

@@ -2,6 +2,7 @@
 //! and the client TLS configurations towards upstreams. The handshake itself is a session
 //! phase (`session::handshake`).
 
+mod certificate;
 pub(crate) mod client;
 pub(crate) mod server;
 
@@ -13,6 +14,8 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use sg_model::resource::{Ssl, SslType};
 use sg_model::Keyring;
+
+pub use certificate::{CertificateInfo, SslCertificates};
 
 use crate::config::error::CompileError;
 
@@ -26,6 +29,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub struct ServerSsl {
     pub id: String,
     pub config: Arc<ServerConfig>,
+    /// The leaf certificate of each of its chains.
+    pub certificates: Vec<CertificateInfo>,
     /// The object compiled, to reuse this compilation while it is unchanged.
     source: Ssl,
 }
@@ -72,9 +77,10 @@ impl TlsTable {
             let ssl = match reusable.get(id).filter(|s| s.source == *conf) {
                 Some(same) => Arc::clone(same),
                 None => match server::config(conf, keyring, session_tickets) {
-                    Ok(config) => Arc::new(ServerSsl {
+                    Ok((config, certificates)) => Arc::new(ServerSsl {
                         id: id.to_owned(),
                         config,
+                        certificates,
                         source: conf.clone(),
                     }),
                     Err(reason) => {
@@ -114,6 +120,30 @@ impl TlsTable {
             .filter(|(label, _)| !label.is_empty())
             .and_then(|(_, parent)| self.wildcard.get(parent));
         wildcard.or(self.any.as_ref())
+    }
+
+    /// Every compiled SSL object with its certificates, ordered by id.
+    pub fn certificates(&self) -> Vec<SslCertificates> {
+        let mut servers: Vec<&Arc<ServerSsl>> = self.all_server().collect();
+        servers.sort_by(|a, b| a.id.cmp(&b.id));
+        servers.dedup_by(|a, b| a.id == b.id);
+        let mut all: Vec<SslCertificates> = servers
+            .into_iter()
+            .map(|ssl| SslCertificates {
+                id: ssl.id.clone(),
+                kind: "server",
+                snis: ssl.source.all_snis().collect(),
+                certificates: ssl.certificates.clone(),
+            })
+            .chain(self.clients.iter().map(|(id, chain)| SslCertificates {
+                id: id.clone(),
+                kind: "client",
+                snis: Vec::new(),
+                certificates: CertificateInfo::of(chain).into_iter().collect(),
+            }))
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
     }
 
     /// A `type: client` SSL object's certificate, for upstream mTLS.

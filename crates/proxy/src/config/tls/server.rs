@@ -14,7 +14,8 @@ use rustls::{
 use sg_model::resource::{Ssl, SslClient};
 use sg_model::{pem, secret, Keyring};
 
-use super::provider;
+use super::{provider, CertificateInfo};
+
 use crate::config::error::CompileError;
 
 /// Picks, among an SSL object's certificates, the first whose key can sign with a scheme the
@@ -153,13 +154,18 @@ fn client_verifier(client: &SslClient) -> Result<Arc<dyn ClientCertVerifier>, Co
 /// Builds the rustls configuration of one server SSL object. Each object gets its own session
 /// cache (shared by every worker thread), so a session can only be resumed with the object
 /// that created it; with `session_tickets`, its own ticket keys too, which rustls replaces
-/// every six hours (a ticket stays valid until the keys after it replace them).
+/// every six hours (a ticket stays valid until the keys after it replace them). Returns the
+/// leaf certificates' details beside it.
 pub fn config(
     conf: &Ssl,
     keyring: &Keyring,
     session_tickets: bool,
-) -> Result<Arc<ServerConfig>, CompileError> {
+) -> Result<(Arc<ServerConfig>, Vec<CertificateInfo>), CompileError> {
     let chains = chains(conf.pairs(), keyring)?;
+    let certificates = chains
+        .iter()
+        .filter_map(|chain| CertificateInfo::of(chain))
+        .collect();
     let versions = versions(conf);
     if versions.is_empty() {
         return Err(CompileError::NoProtocolVersion);
@@ -174,5 +180,5 @@ pub fn config(
     if session_tickets {
         config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     }
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), certificates))
 }

@@ -108,8 +108,10 @@ fn unchanged_objects_keep_their_compilation() {
 fn protocol_versions() {
     let mut only13 = ssl(&["a.test.com"]);
     only13["ssl_protocols"] = json!(["TLSv1.3"]);
-    let config =
-        |v: &Value| server::config(&sg_model::decode(v).unwrap(), &Keyring::default(), false);
+    let config = |v: &Value| {
+        server::config(&sg_model::decode(v).unwrap(), &Keyring::default(), false)
+            .map(|(config, _)| config)
+    };
     assert!(config(&only13).is_ok());
     let mut only11 = ssl(&["a.test.com"]);
     only11["ssl_protocols"] = json!(["TLSv1.1"]);
