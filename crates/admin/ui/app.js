@@ -254,9 +254,9 @@ function renderSpread(stats) {
   const height = Math.max(bars.length * 22 + 8, 30);
   const max = Math.max(1, ...bars.map((b) => b.value));
   const svg = $("spread");
-  svg.setAttribute("viewBox", `0 0 900 ${height}`);
+  svg.setAttribute("viewBox", `0 0 1100 ${height}`);
   svg.innerHTML = bars.map((bar, i) => {
-    const width = Math.round((bar.value / max) * 620);
+    const width = Math.round((bar.value / max) * 760);
     const y = 4 + i * 22;
     return `<text x="0" y="${y + 13}">${escape(bar.label)}</text>
       <rect class="bar" data-node="${escape(bar.label)}" x="220" y="${y}" width="${width}" height="16"></rect>
@@ -267,7 +267,7 @@ function renderSpread(stats) {
 function renderTimeline() {
   const points = state.history;
   const svg = $("timeline");
-  const [width, height, top] = [900, 115, 16];
+  const [width, height, top] = [1100, 115, 16];
   const now = Date.now();
   const x = (at) => (width * (1 - (now - at) / HISTORY_MS)).toFixed(1);
   const line = (field, cls) => {

@@ -37,10 +37,9 @@ pub(crate) async fn stats(State(state): State<ControlState>) -> Response<Body> {
                 .balancer
                 .nodes()
                 .iter()
-                .zip(up.node_metrics.iter())
                 .enumerate()
-                .map(|(index, (node, metrics))| {
-                    let figures = metrics.figures();
+                .map(|(index, node)| {
+                    let figures = up.node_metrics.figures(index);
                     json!({
                         "host": node.host,
                         "port": node.port,

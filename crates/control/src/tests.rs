@@ -156,11 +156,11 @@ async fn stats_show_each_node_and_route() {
     let h = harness().await;
     let snapshot = h.state.snapshots.load();
     let plain = snapshot.upstream("upstreams/2").unwrap();
-    plain.node_metrics[0].opened();
-    plain.node_metrics[0].closed(10, 20);
-    plain.node_metrics[0].opened();
+    plain.node_metrics.opened(0);
+    plain.node_metrics.node(0).unwrap().closed(10, 20);
+    plain.node_metrics.opened(0);
     let checked = snapshot.upstream("upstreams/1").unwrap();
-    checked.node_metrics[1].connect_failures.inc();
+    checked.node_metrics.connect_failed(1);
 
     let (status, body) = get(&h, "/v1/stats").await;
     assert_eq!(status, StatusCode::OK);
@@ -192,4 +192,13 @@ async fn stats_show_each_node_and_route() {
     assert_eq!(node["host"], "[::1]");
     assert_eq!(node["connect_failures"], 1);
     assert_eq!(node["health"]["status"], "healthy");
+    // Series are made by traffic only: a configured node without any has none.
+    let exposition = sg_proxy::METRICS.encode();
+    assert!(exposition.contains(
+        "streamgate_upstream_node_sessions_total{upstream=\"upstreams/2\",node=\"127.0.0.1:1883\"} 2"
+    ));
+    assert!(
+        !exposition.contains("_sessions_total{upstream=\"stream_routes/r\""),
+        "{exposition}"
+    );
 }

@@ -195,6 +195,17 @@ fn empty_admin_key_is_generated() {
 }
 
 #[test]
+fn admin_ui_is_on_unless_disabled() {
+    let on = Settings::parse("deployment:\n  admin:\n    allow_admin: [127.0.0.0/24]\n").unwrap();
+    assert!(on.admin.ui);
+    let off = Settings::parse("deployment:\n  admin:\n    enable_admin_ui: false\n").unwrap();
+    assert!(!off.admin.ui);
+    assert!(!off.warnings.iter().any(|w| w.contains("enable_admin_ui")));
+    let err = Settings::parse("deployment:\n  admin:\n    enable_admin_ui: maybe\n").unwrap_err();
+    assert_eq!(err.key, "deployment.admin.enable_admin_ui");
+}
+
+#[test]
 fn http_side_keys_warn_once_each() {
     let s = Settings::parse("apisix:\n  node_listen: 9080\n  enable_ipv6: false\nplugins: []\n")
         .unwrap();

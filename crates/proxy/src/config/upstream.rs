@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::config::error::CompileError;
 use crate::config::tls::{client, server, TlsTable};
 use crate::health::UpstreamHealth;
-use crate::metrics::NodeMetrics;
+use crate::metrics::NodeSeries;
 use crate::session::vars::Var;
 
 /// nginx's default `proxy_connect_timeout`.
@@ -53,7 +53,7 @@ pub struct Upstream {
     /// after a change, sessions of both snapshots may wait on a node, up to twice as many.
     pub pending: Box<[Semaphore]>,
     /// Per node (by index), its metric series.
-    pub node_metrics: Box<[NodeMetrics]>,
+    pub node_metrics: NodeSeries,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -162,11 +162,7 @@ impl Upstream {
             .iter()
             .map(|_| Semaphore::new(PENDING_PER_NODE))
             .collect();
-        let node_metrics = balancer
-            .nodes()
-            .iter()
-            .map(|node| NodeMetrics::for_node(&key, &node.address()))
-            .collect();
+        let node_metrics = NodeSeries::new(&key, balancer.nodes().iter().map(NodeSpec::address));
         Ok(Upstream {
             key,
             balancer,

@@ -166,7 +166,7 @@ impl Listener {
             drainer.register(&opened.upstream.key, node.address())
         });
         opened.route.metrics.active.inc();
-        opened.upstream.node_metrics[opened.pick.index].opened();
+        opened.upstream.node_metrics.opened(opened.pick.index);
         let session = UdpSession {
             listener: self.clone(),
             client,

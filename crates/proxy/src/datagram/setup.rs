@@ -150,7 +150,7 @@ fn link(up: &Upstream, vars: &ConnVars, resolver: &Resolver) -> Result<Linked, E
         };
         let addr = SocketAddr::new(ip, node.port);
         if attempt > 0 {
-            up.node_metrics[pick.index].retries.inc();
+            up.node_metrics.retried(pick.index);
         }
         info!("proxy request to {addr}");
         match connected(addr) {

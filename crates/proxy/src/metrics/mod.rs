@@ -4,7 +4,7 @@
 pub(crate) mod logs;
 mod node;
 
-pub use node::{NodeBytesLabels, NodeFigures, NodeMetrics};
+pub use node::{NodeBytesLabels, NodeFigures, NodeMetrics, NodeSeries};
 
 use std::sync::LazyLock;
 

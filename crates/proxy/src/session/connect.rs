@@ -156,7 +156,7 @@ pub async fn connect(
         };
         let addr = SocketAddr::new(ip, node.port);
         if attempt > 0 {
-            up.node_metrics[pick.index].retries.inc();
+            up.node_metrics.retried(pick.index);
         }
         info!("proxy request to {addr}");
         let attempt = async {
@@ -222,7 +222,7 @@ pub(crate) fn unresolved(
 /// and logs it (rate-limited).
 pub(crate) fn attempt_failed(up: &Upstream, pick: &Pick, outcome: Outcome, error: &Error) {
     health::report_connect(up, pick.index, outcome);
-    up.node_metrics[pick.index].connect_failures.inc();
+    up.node_metrics.connect_failed(pick.index);
     if logs::allow(LogKind::Upstream) {
         warn!("{error}");
     }

@@ -268,7 +268,7 @@ async fn set_up(
     });
     drop(preread);
     route.metrics.active.inc();
-    upstream.node_metrics[connected.pick.index].opened();
+    upstream.node_metrics.opened(connected.pick.index);
     Ok(Established {
         relay: Relaying::new(client, stream, idle_timeout(&upstream, &ctx)),
         node: connected.addr,
