@@ -270,6 +270,36 @@ async fn dashboard_in_a_real_browser() -> Result<()> {
     assert_eq!(drained["metadata"]["draining"], true);
     wait_open_sessions(&browser, &[(busy.clone(), 0), (quiet.clone(), 6)]).await?;
     browser.screenshot("drained").await?;
+
+    // Adding a node to a route's inline upstream writes the route again.
+    put(
+        &gw,
+        "/apisix/admin/stream_routes/3",
+        json!({"server_port": 9998, "upstream": {"nodes": {nodes[0].clone(): 1}}}),
+    );
+    let inline = r#"[data-upstream-key="stream_routes/3"]"#;
+    browser
+        .find(&format!("{inline} form.add-node input[name=address]"))
+        .await?
+        .send_keys(&nodes[1])
+        .await?;
+    browser
+        .find(&format!("{inline} form.add-node button"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .find(&format!(r#"{inline} tr[data-node="{}"]"#, nodes[1]))
+        .await?;
+    let route = gw.admin("GET", "/apisix/admin/stream_routes/3", "").json();
+    assert_eq!(route["value"]["server_port"], 9998);
+    let added: Vec<String> = route["value"]["upstream"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| format!("{}:{}", n["host"].as_str().unwrap(), n["port"]))
+        .collect();
+    assert_eq!(added, nodes);
     drop(clients);
     browser.close().await?;
 

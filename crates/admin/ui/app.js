@@ -196,14 +196,25 @@ function nodeList(nodes) {
 
 const bare = (host) => String(host).replace(/^\[|\]$/g, "");
 
-// Every upstream the configuration holds: named ones and routes' inline ones, with the path
-// their nodes are written at.
+// The stored object without the fields the store adds.
+function stored(value) {
+  const body = { ...value };
+  for (const field of ["id", "create_time", "update_time"]) delete body[field];
+  return body;
+}
+
+// Every upstream the configuration holds: named ones and routes' inline ones, each with how its
+// node list is written: PATCH of a named upstream's `nodes`, or the whole route again (stream
+// routes take no PATCH).
 function configuredUpstreams(upstreams, routes) {
   const named = upstreams.map(({ id, value }) => ({ key: `upstreams/${id}`, title: `upstream ${id}`,
-    name: value.name, nodes: nodeList(value.nodes), path: `${ADMIN}/upstreams/${id}/nodes` }));
+    name: value.name, nodes: nodeList(value.nodes),
+    write: (nodes) => call("PATCH", `${ADMIN}/upstreams/${id}/nodes`, nodes) }));
   const inline = routes.filter(({ value }) => value.upstream).map(({ id, value }) => ({
     key: `stream_routes/${id}`, title: `route ${id} (inline)`, name: value.upstream.name,
-    nodes: nodeList(value.upstream.nodes), path: `${ADMIN}/stream_routes/${id}/upstream/nodes` }));
+    nodes: nodeList(value.upstream.nodes),
+    write: (nodes) => call("PUT", `${ADMIN}/stream_routes/${id}`,
+      { ...stored(value), upstream: { ...value.upstream, nodes } }) }));
   return named.concat(inline);
 }
 
@@ -307,14 +318,15 @@ function renderSsls(ssls, certificates) {
 
 function openEditor(kind, id) {
   const existing = id && (state.objects[kind] || []).find((o) => o.id === id);
-  const body = existing ? { ...existing.value } : TEMPLATES[kind];
-  for (const field of ["id", "create_time", "update_time"]) delete body[field];
+  const body = existing ? stored(existing.value) : TEMPLATES[kind];
   $("edit-kind").value = kind;
   $("edit-id").value = id || "";
   $("edit-body").value = JSON.stringify(body, null, 2);
   $("editor-title").textContent = existing ? `Edit ${kind}/${id}` : `New ${kind}`;
   $("edit-error").textContent = "";
-  $("edit-status").textContent = "";
+  // The Admin API never returns private keys.
+  $("edit-status").textContent = kind === "ssls" && existing
+    ? 'The private key is not shown: add it again as "key" to save.' : "";
   $("editor").hidden = false;
   $("editor").scrollIntoView();
 }
@@ -355,7 +367,7 @@ async function remove(button) {
   await refresh();
 }
 
-// Writes an upstream's whole node list (PATCH of its `nodes`), after `change` edited it.
+// Writes an upstream's whole node list, after `change` edited it.
 async function writeNodes(upstreamKey, change) {
   const up = configuredUpstreams(state.objects.upstreams, state.objects.stream_routes)
     .find((u) => u.key === upstreamKey);
@@ -363,7 +375,7 @@ async function writeNodes(upstreamKey, change) {
   const nodes = up.nodes;
   const problem = change(nodes);
   if (problem) { $("poll-error").textContent = problem; return; }
-  const reply = await call("PATCH", up.path, nodes);
+  const reply = await up.write(nodes);
   $("poll-error").textContent = reply.status === 200 ? "" : `The Admin API answered ${reply.status}: ${errorText(reply)}`;
   await refresh();
 }
