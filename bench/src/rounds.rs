@@ -46,7 +46,7 @@ pub fn run(
             } else {
                 None
             };
-            // The mTLS and TLS-upstream holds likewise, each on a process of its own.
+            // The TLS holds likewise, each on a process of its own.
             let mut holds = Vec::new();
             for hold in TlsHold::ALL {
                 if args.scenarios.iter().any(|s| s == hold.scenario())
@@ -66,6 +66,7 @@ pub fn run(
             let mut result = runtime.block_on(run_system(args, &system, &tls, &tag));
             for (hold, held) in holds {
                 match (held, hold) {
+                    (Ok(bytes), TlsHold::Terminated) => result.idle_tls = Some(bytes),
                     (Ok(bytes), TlsHold::Mtls) => result.idle_mtls = Some(bytes),
                     (Ok(bytes), TlsHold::Upstream) => result.idle_tls_upstream = Some(bytes),
                     (Err(e), _) => result.errors.push(format!("{}: {e:#}", hold.scenario())),
@@ -135,9 +136,12 @@ async fn run_silent(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
     .await
 }
 
-/// The idle TLS holds beside the plain TLS one, each on a freshly started proxy.
+/// The idle TLS holds, each on a freshly started proxy (after another hold, the freed memory
+/// of its connections would be reused).
 #[derive(Clone, Copy, Debug)]
 enum TlsHold {
+    /// TLS ends at the proxy, which speaks plain MQTT to the brokers.
+    Terminated,
     /// Clients present a certificate the proxy verifies.
     Mtls,
     /// The proxy speaks TLS to the brokers too.
@@ -145,10 +149,11 @@ enum TlsHold {
 }
 
 impl TlsHold {
-    const ALL: [TlsHold; 2] = [TlsHold::Mtls, TlsHold::Upstream];
+    const ALL: [TlsHold; 3] = [TlsHold::Terminated, TlsHold::Mtls, TlsHold::Upstream];
 
     fn scenario(self) -> &'static str {
         match self {
+            TlsHold::Terminated => "idle-tls",
             TlsHold::Mtls => "idle-mtls",
             TlsHold::Upstream => "idle-tls-upstream",
         }
@@ -167,6 +172,7 @@ async fn run_tls_hold(
     ready(system, tls).await?;
     let pid = system.pid.context("no proxy process")?;
     let (addrs, way) = match hold {
+        TlsHold::Terminated => (&system.tls, tls.clone()),
         TlsHold::Mtls => (
             &system.mtls,
             client::Tls::with_certificate(lab::MTLS_SNI, &lab.device)?,
@@ -216,23 +222,6 @@ async fn run_system(args: &Args, system: &System, tls: &client::Tls, tag: &str) 
     // A PROXY protocol listener is measured on the idle hold only.
     if system.kind.proxied() {
         return result;
-    }
-    if let (true, Some(pid)) = (on("idle-tls"), system.pid) {
-        // Fewer clients than the plain hold: each costs the load generator a full handshake.
-        match idle::run(
-            &system.tls,
-            &Way::Tls(tls.clone()),
-            pid,
-            args.idle_tls_clients,
-            args.idle_warmup,
-            args.tls_concurrency,
-            &format!("{tag}-idle-tls"),
-        )
-        .await
-        {
-            Ok(bytes) => result.idle_tls = Some(bytes),
-            Err(e) => result.errors.push(format!("idle-tls: {e:#}")),
-        }
     }
     if on("storm") {
         let outcome = storm::run(
