@@ -16,6 +16,8 @@ pub(crate) mod handshake;
 pub(crate) mod preread;
 pub(crate) mod proxy_header;
 pub(crate) mod relay;
+#[cfg(test)]
+mod tests;
 pub(crate) mod tls_io;
 pub(crate) mod vars;
 pub(crate) mod waiting;
