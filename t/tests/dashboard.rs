@@ -239,6 +239,12 @@ async fn dashboard_in_a_real_browser() -> Result<()> {
     }
     let bars = browser.all("#spread rect.bar").await?;
     assert_eq!(bars.len(), 2);
+    // The time chart has points, and its legend the latest rate.
+    browser
+        .wait_text("#now-sessions", |t| t.parse::<f64>().is_ok())
+        .await?;
+    let line = browser.find("#timeline polyline.line-sessions").await?;
+    assert!(line.attr("points").await?.is_some_and(|p| p.contains(',')));
     browser
         .wait_text(r#"tr[data-route-id="1"] td.open"#, |t| t == "6")
         .await?;

@@ -24,6 +24,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../ui/app.js"),
     ),
     (
+        "view.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/view.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../ui/style.css"),
