@@ -5,7 +5,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use rustls::unbuffered::{ConnectionState, EncryptError};
+use rustls::server::ServerConnectionData;
+use rustls::unbuffered::{ConnectionState, EncryptError, WriteTraffic};
 use tokio::io::AsyncWrite;
 
 use super::records::encode;
@@ -32,34 +33,11 @@ impl TlsIo {
         let data = &data[..data.len().min(MAX_PLAINTEXT)];
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            loop {
-                let status = self.conn.process_tls_records(&mut self.incoming);
-                let done = status.discard;
-                let state = status.state.map_err(tls_error)?;
-                match state {
-                    ConnectionState::WriteTraffic(mut writer) => {
-                        let len = writer
-                            .encrypt(data, &mut scratch[..])
-                            .map_err(encrypt_error)?;
-                        self.incoming.drain(..done);
-                        self.send_or_queue(cx, &scratch[..len])?;
-                        return Ok(data.len());
-                    }
-                    ConnectionState::ReadTraffic(mut records) => {
-                        while let Some(record) = records.next_record() {
-                            let record = record.map_err(tls_error)?;
-                            self.plaintext.extend_from_slice(record.payload);
-                        }
-                    }
-                    ConnectionState::EncodeTlsData(mut encoder) => {
-                        encode(&mut encoder, &mut self.outgoing).map_err(tls_error)?
-                    }
-                    ConnectionState::TransmitTlsData(transmit) => transmit.done(),
-                    ConnectionState::PeerClosed => self.read_closed = true,
-                    _ => return Err(io::ErrorKind::BrokenPipe.into()),
-                }
-                self.incoming.drain(..done);
-            }
+            let len = self
+                .when_writable(|mut writer| writer.encrypt(data, &mut scratch[..]))?
+                .ok_or(io::ErrorKind::BrokenPipe)?;
+            self.send_or_queue(cx, &scratch[..len])?;
+            Ok(data.len())
         })
     }
 
@@ -86,21 +64,30 @@ fn encrypt_error(error: EncryptError) -> io::Error {
 }
 
 impl TlsIo {
-    /// Queues the close_notify alert that ends this side of the TLS session.
+    /// Queues the close_notify alert that ends this side of the TLS session (nothing when the
+    /// session is closed already, or was never open).
     pub(super) fn queue_close_notify(&mut self) -> io::Result<()> {
+        let mut alert = [0; 64];
+        if let Some(len) = self.when_writable(|mut writer| writer.queue_close_notify(&mut alert))? {
+            self.outgoing.extend_from_slice(&alert[..len]);
+        }
+        Ok(())
+    }
+
+    /// Processes the records received until the session may send, then lets `write` encrypt;
+    /// `None` when it never will (closed).
+    fn when_writable(
+        &mut self,
+        write: impl FnOnce(WriteTraffic<'_, ServerConnectionData>) -> Result<usize, EncryptError>,
+    ) -> io::Result<Option<usize>> {
         loop {
             let status = self.conn.process_tls_records(&mut self.incoming);
             let done = status.discard;
             match status.state.map_err(tls_error)? {
-                ConnectionState::WriteTraffic(mut writer) => {
-                    let start = self.outgoing.len();
-                    self.outgoing.resize(start + 64, 0);
-                    let len = writer
-                        .queue_close_notify(&mut self.outgoing[start..])
-                        .map_err(encrypt_error)?;
-                    self.outgoing.truncate(start + len);
+                ConnectionState::WriteTraffic(writer) => {
+                    let len = write(writer).map_err(encrypt_error)?;
                     self.incoming.drain(..done);
-                    return Ok(());
+                    return Ok(Some(len));
                 }
                 ConnectionState::ReadTraffic(mut records) => {
                     while let Some(record) = records.next_record() {
@@ -113,8 +100,7 @@ impl TlsIo {
                 }
                 ConnectionState::TransmitTlsData(transmit) => transmit.done(),
                 ConnectionState::PeerClosed => self.read_closed = true,
-                // Closed already, or never open: nothing to say.
-                _ => return Ok(()),
+                _ => return Ok(None),
             }
             self.incoming.drain(..done);
         }
