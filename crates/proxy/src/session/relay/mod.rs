@@ -95,3 +95,11 @@ fn idle_deadline(last: Instant, idle: Duration) -> Option<Instant> {
     let deadline = deadline::after(last, idle);
     (Instant::now() < deadline).then_some(deadline)
 }
+
+/// Bytes whose order a test can check: each depends on its position.
+#[cfg(test)]
+pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}

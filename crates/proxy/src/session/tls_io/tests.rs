@@ -8,6 +8,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::*;
+use crate::session::relay::pattern;
 
 static KEYS: LazyLock<rcgen::CertifiedKey> =
     LazyLock::new(|| rcgen::generate_simple_self_signed(vec!["io.test".to_owned()]).unwrap());
@@ -58,12 +59,6 @@ async fn pair() -> (TlsStream<TcpStream>, TlsIo) {
         accept(tcp, server_config(), hello.bytes).await.unwrap()
     };
     tokio::join!(client, server)
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
+use crate::session::relay::pattern;
 
 /// A connected pair of loopback sockets.
 async fn pair() -> (TcpStream, TcpStream) {
@@ -19,12 +20,6 @@ async fn session(idle: Duration) -> (TcpStream, TcpStream, tokio::task::JoinHand
     let (gw_upstream, upstream_end) = pair().await;
     let task = tokio::spawn(Relay::new(gw_client, gw_upstream, idle));
     (client_end, upstream_end, task)
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
 }
 
 #[tokio::test]

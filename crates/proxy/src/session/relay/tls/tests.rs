@@ -3,6 +3,7 @@ use std::time::Duration;
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
+use crate::session::relay::pattern;
 
 /// client_end <-> [gw_client | relay | gw_upstream] <-> upstream_end, over in-memory pipes
 /// small enough that the relay meets backpressure.
@@ -17,12 +18,6 @@ fn session(
     let (gw_upstream, upstream_end) = duplex(1024);
     let task = tokio::spawn(StreamRelay::new(gw_client, gw_upstream, idle));
     (client_end, upstream_end, task)
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
 }
 
 #[tokio::test]
