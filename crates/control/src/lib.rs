@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 use sg_proxy::SnapshotHandle;
-use sg_proxy::UpstreamHealth;
+use sg_proxy::{NodeHealth, UpstreamHealth};
 use tokio::net::TcpListener;
 
 /// What the handlers read.
@@ -79,18 +79,12 @@ fn checker_info(prefix: &str, health: &UpstreamHealth) -> Value {
         .iter()
         .map(|target| {
             let ip = target.host.trim_start_matches('[').trim_end_matches(']');
-            let counters = target.health.counters();
             json!({
                 "ip": ip,
                 "port": target.port,
                 "hostname": hostname.unwrap_or(ip),
                 "status": target.health.status().as_str(),
-                "counter": {
-                    "success": counters.success,
-                    "tcp_failure": counters.tcp_failure,
-                    "timeout_failure": counters.timeout_failure,
-                    "http_failure": counters.http_failure,
-                },
+                "counter": counter(&target.health),
             })
         })
         .collect();
@@ -98,6 +92,17 @@ fn checker_info(prefix: &str, health: &UpstreamHealth) -> Value {
         "name": format!("{prefix}/{}", health.key()),
         "type": health.checks().kind.as_str(),
         "nodes": nodes,
+    })
+}
+
+/// A node's current streaks, as APISIX's control API shows them.
+fn counter(health: &NodeHealth) -> Value {
+    let counters = health.counters();
+    json!({
+        "success": counters.success,
+        "tcp_failure": counters.tcp_failure,
+        "timeout_failure": counters.timeout_failure,
+        "http_failure": counters.http_failure,
     })
 }
 

@@ -8,7 +8,7 @@ use axum::http::{Response, StatusCode};
 use serde_json::{json, Value};
 use sg_proxy::{CertificateInfo, UpstreamHealth};
 
-use crate::{reply, ControlState};
+use crate::{counter, reply, ControlState};
 
 /// Every route's open sessions and bytes, and every upstream node's sessions, bytes, failed
 /// connects and health.
@@ -82,14 +82,9 @@ fn health(health: &UpstreamHealth, index: usize) -> Value {
     let Some(target) = health.targets().get(index) else {
         return Value::Null;
     };
-    let counters = target.health.counters();
     json!({
         "status": target.health.status().as_str(),
-        "counter": {
-            "success": counters.success,
-            "tcp_failure": counters.tcp_failure,
-            "timeout_failure": counters.timeout_failure,
-        },
+        "counter": counter(&target.health),
     })
 }
 

@@ -25,7 +25,7 @@ pub use config::{
     Snapshot, SnapshotHandle,
 };
 pub use datagram::{bind_udp, UdpBound};
-pub use health::{spawn_manager, Outcome, Source, UpstreamHealth};
+pub use health::{spawn_manager, NodeHealth, Outcome, Source, UpstreamHealth};
 pub use metrics::{NodeFigures, METRICS};
 pub use plugins::flush_syslog;
 pub use runtime::{bind, Dataplane, StormGuard, Workers};
