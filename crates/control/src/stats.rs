@@ -39,7 +39,7 @@ pub(crate) async fn stats(State(state): State<ControlState>) -> Response<Body> {
                 .iter()
                 .enumerate()
                 .map(|(index, node)| {
-                    let figures = up.node_metrics.figures(index);
+                    let figures = up.node_figures(index);
                     json!({
                         "host": node.host,
                         "port": node.port,

@@ -156,11 +156,12 @@ async fn stats_show_each_node_and_route() {
     let h = harness().await;
     let snapshot = h.state.snapshots.load();
     let plain = snapshot.upstream("upstreams/2").unwrap();
-    plain.node_metrics.opened(0);
-    plain.node_metrics.node(0).unwrap().closed(10, 20);
-    plain.node_metrics.opened(0);
+    let node = plain.node_metrics(0).unwrap();
+    node.opened();
+    node.closed(10, 20);
+    node.opened();
     let checked = snapshot.upstream("upstreams/1").unwrap();
-    checked.node_metrics.connect_failed(1);
+    checked.node_metrics(1).unwrap().connect_failures.inc();
 
     let (status, body) = get(&h, "/v1/stats").await;
     assert_eq!(status, StatusCode::OK);

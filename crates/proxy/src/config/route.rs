@@ -68,7 +68,7 @@ impl Route {
 
     /// The series of node `index` of the route's upstream.
     pub fn node_metrics(&self, index: usize) -> Option<&NodeMetrics> {
-        self.upstream.as_ref()?.node_metrics.node(index)
+        self.upstream.as_ref()?.node_metrics(index)
     }
 
     /// Whether every address condition present holds for this connection.

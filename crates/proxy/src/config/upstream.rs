@@ -1,7 +1,7 @@
 //! Compiled upstreams: nodes, balancer, hash key, timeouts and retry policy, built from a typed
 //! upstream when it changes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustls::ClientConfig;
@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::config::error::CompileError;
 use crate::config::tls::{client, server, TlsTable};
 use crate::health::UpstreamHealth;
-use crate::metrics::NodeSeries;
+use crate::metrics::{node_figures, NodeFigures, NodeMetrics};
 use crate::session::vars::Var;
 
 /// nginx's default `proxy_connect_timeout`.
@@ -52,8 +52,9 @@ pub struct Upstream {
     /// ([`PENDING_PER_NODE`]); see `connect`. Not carried over to the next snapshot: right
     /// after a change, sessions of both snapshots may wait on a node, up to twice as many.
     pub pending: Box<[Semaphore]>,
-    /// Per node (by index), its metric series.
-    pub node_metrics: NodeSeries,
+    /// Per node (by index), its metric series' handles, made on first use (see
+    /// [`Upstream::node_metrics`]).
+    node_series: Box<[OnceLock<NodeMetrics>]>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -98,6 +99,24 @@ fn capped(key: &str, field: &str, seconds: Seconds) -> Duration {
 }
 
 impl Upstream {
+    /// The series of node `index`, made (or found again) at the first call: a node costs no
+    /// series until it sees a session or a failure.
+    pub fn node_metrics(&self, index: usize) -> Option<&NodeMetrics> {
+        let node = self.balancer.nodes().get(index)?;
+        let series = self.node_series.get(index)?;
+        Some(series.get_or_init(|| NodeMetrics::for_node(&self.key, &node.address())))
+    }
+
+    /// What node `index`'s series read now, without making them.
+    pub fn node_figures(&self, index: usize) -> NodeFigures {
+        self.balancer
+            .nodes()
+            .get(index)
+            .map_or_else(NodeFigures::default, |node| {
+                node_figures(&self.key, &node.address())
+            })
+    }
+
     /// Compiles an upstream object; `previous` is the same upstream in the last snapshot, and
     /// `ssls` holds the client certificates `tls.client_cert_id` may name.
     pub fn compile(
@@ -162,7 +181,7 @@ impl Upstream {
             .iter()
             .map(|_| Semaphore::new(PENDING_PER_NODE))
             .collect();
-        let node_metrics = NodeSeries::new(&key, balancer.nodes().iter().map(NodeSpec::address));
+        let node_series = balancer.nodes().iter().map(|_| OnceLock::new()).collect();
         Ok(Upstream {
             key,
             balancer,
@@ -174,7 +193,7 @@ impl Upstream {
             tls,
             health,
             pending,
-            node_metrics,
+            node_series,
         })
     }
 }

@@ -166,7 +166,9 @@ impl Listener {
             drainer.register(&opened.upstream.key, node.address())
         });
         opened.route.metrics.active.inc();
-        opened.upstream.node_metrics.opened(opened.pick.index);
+        if let Some(node) = opened.upstream.node_metrics(opened.pick.index) {
+            node.opened();
+        }
         let session = UdpSession {
             listener: self.clone(),
             client,

@@ -91,7 +91,7 @@ impl UdpSession {
         let summary = Summary {
             protocol: "UDP",
             node: self.node,
-            node_metrics: self.upstream.node_metrics.node(self.pick.index),
+            node_metrics: self.upstream.node_metrics(self.pick.index),
             to_upstream: link.sent.load(Ordering::Relaxed),
             to_client,
             started: self.started,

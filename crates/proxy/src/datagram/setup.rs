@@ -150,7 +150,9 @@ fn link(up: &Upstream, vars: &ConnVars, resolver: &Resolver) -> Result<Linked, E
         };
         let addr = SocketAddr::new(ip, node.port);
         if attempt > 0 {
-            up.node_metrics.retried(pick.index);
+            if let Some(node) = up.node_metrics(pick.index) {
+                node.retries.inc();
+            }
         }
         info!("proxy request to {addr}");
         match connected(addr) {

@@ -4,7 +4,7 @@
 pub(crate) mod logs;
 mod node;
 
-pub use node::{NodeBytesLabels, NodeFigures, NodeMetrics, NodeSeries};
+pub use node::{figures as node_figures, NodeBytesLabels, NodeFigures, NodeMetrics};
 
 use std::sync::LazyLock;
 

@@ -1,12 +1,11 @@
 //! Per upstream node series: sessions open and opened, bytes each way, failed connects and
 //! retries. They are made when a node first sees a session or a failure, so a configuration of
 //! 10,000 routes costs no series until traffic reaches its nodes; a compiled upstream then keeps
-//! the node's handles ([`NodeSeries`]), so later sessions update them without a label lookup.
-
-use std::sync::OnceLock;
+//! the node's handles, so later sessions update them without a label lookup.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{NodeLabels, METRICS};
@@ -48,7 +47,7 @@ pub struct NodeFigures {
 impl NodeMetrics {
     /// The handles of node `node` (`host:port`) of upstream `upstream` (`upstreams/1`): a
     /// recompiled upstream finds its nodes' series again.
-    fn for_node(upstream: &str, node: &str) -> NodeMetrics {
+    pub fn for_node(upstream: &str, node: &str) -> NodeMetrics {
         let labels = NodeLabels {
             upstream: upstream.to_owned(),
             node: node.to_owned(),
@@ -82,75 +81,28 @@ impl NodeMetrics {
     }
 }
 
-/// The series of each node of one compiled upstream, by node index, made on first use.
-#[derive(Debug)]
-pub struct NodeSeries {
-    upstream: String,
-    nodes: Box<[(String, OnceLock<NodeMetrics>)]>,
-}
-
-impl NodeSeries {
-    /// The (not yet made) series of `nodes`, `host:port` each, of upstream `upstream`.
-    pub fn new(upstream: &str, nodes: impl Iterator<Item = String>) -> NodeSeries {
-        NodeSeries {
+/// What node `node` (`host:port`) of upstream `upstream` reads now, without making its
+/// series: zero for a node that has seen no session or failure.
+pub fn figures(upstream: &str, node: &str) -> NodeFigures {
+    let labels = NodeLabels {
+        upstream: upstream.to_owned(),
+        node: node.to_owned(),
+    };
+    let bytes = |direction| {
+        let labels = NodeBytesLabels {
             upstream: upstream.to_owned(),
-            nodes: nodes.map(|node| (node, OnceLock::new())).collect(),
-        }
-    }
-
-    /// The handles of node `index`, made (or found again) on the first call.
-    pub fn node(&self, index: usize) -> Option<&NodeMetrics> {
-        let (node, metrics) = self.nodes.get(index)?;
-        Some(metrics.get_or_init(|| NodeMetrics::for_node(&self.upstream, node)))
-    }
-
-    /// A session to node `index` started.
-    pub fn opened(&self, index: usize) {
-        if let Some(node) = self.node(index) {
-            node.opened();
-        }
-    }
-
-    pub fn connect_failed(&self, index: usize) {
-        if let Some(node) = self.node(index) {
-            node.connect_failures.inc();
-        }
-    }
-
-    pub fn retried(&self, index: usize) {
-        if let Some(node) = self.node(index) {
-            node.retries.inc();
-        }
-    }
-
-    /// What node `index`'s series read now, without making them: zero for a node that has
-    /// seen no session or failure.
-    pub fn figures(&self, index: usize) -> NodeFigures {
-        let Some((node, _)) = self.nodes.get(index) else {
-            return NodeFigures::default();
+            node: node.to_owned(),
+            direction,
         };
-        let labels = NodeLabels {
-            upstream: self.upstream.clone(),
-            node: node.clone(),
-        };
-        let bytes = |direction| {
-            let labels = NodeBytesLabels {
-                upstream: self.upstream.clone(),
-                node: node.clone(),
-                direction,
-            };
-            METRICS.node_bytes.get(&labels).map_or(0, |c| c.get())
-        };
-        let count = |family: &prometheus_client::metrics::family::Family<NodeLabels, Counter>| {
-            family.get(&labels).map_or(0, |c| c.get())
-        };
-        NodeFigures {
-            active: METRICS.node_active.get(&labels).map_or(0, |g| g.get()),
-            sessions: count(&METRICS.node_sessions),
-            to_upstream: bytes("upstream"),
-            to_client: bytes("downstream"),
-            connect_failures: count(&METRICS.connect_failures),
-            retries: count(&METRICS.retries),
-        }
+        METRICS.node_bytes.get(&labels).map_or(0, |c| c.get())
+    };
+    let count = |family: &Family<NodeLabels, Counter>| family.get(&labels).map_or(0, |c| c.get());
+    NodeFigures {
+        active: METRICS.node_active.get(&labels).map_or(0, |g| g.get()),
+        sessions: count(&METRICS.node_sessions),
+        to_upstream: bytes("upstream"),
+        to_client: bytes("downstream"),
+        connect_failures: count(&METRICS.connect_failures),
+        retries: count(&METRICS.retries),
     }
 }

@@ -156,7 +156,9 @@ pub async fn connect(
         };
         let addr = SocketAddr::new(ip, node.port);
         if attempt > 0 {
-            up.node_metrics.retried(pick.index);
+            if let Some(node) = up.node_metrics(pick.index) {
+                node.retries.inc();
+            }
         }
         info!("proxy request to {addr}");
         let attempt = async {
@@ -222,7 +224,9 @@ pub(crate) fn unresolved(
 /// and logs it (rate-limited).
 pub(crate) fn attempt_failed(up: &Upstream, pick: &Pick, outcome: Outcome, error: &Error) {
     health::report_connect(up, pick.index, outcome);
-    up.node_metrics.connect_failed(pick.index);
+    if let Some(node) = up.node_metrics(pick.index) {
+        node.connect_failures.inc();
+    }
     if logs::allow(LogKind::Upstream) {
         warn!("{error}");
     }

@@ -270,7 +270,9 @@ async fn set_up(
     });
     drop(preread);
     route.metrics.active.inc();
-    upstream.node_metrics.opened(connected.pick.index);
+    if let Some(node) = upstream.node_metrics(connected.pick.index) {
+        node.opened();
+    }
     Ok(Established {
         relay: Relaying::new(client, stream, idle_timeout(&upstream, &ctx)),
         node: connected.addr,
